@@ -1,0 +1,118 @@
+// Backend selection: CUDA through tfjs-node-gpu where it can run, else the best CPU backend here.
+import * as tf from '@tensorflow/tfjs';
+import { registerWasmKernels } from './wasm_kernels.js';
+
+export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+
+export interface BackendInfo {
+  /** tfjs backend name: 'tensorflow', 'wasm' or 'cpu'. */
+  name: string;
+  /** What runs the math, e.g. 'cuda', 'cpu (libtensorflow)', 'cpu (wasm, SIMD)'. */
+  device: string;
+  /** One line per backend that was tried and skipped, saying why; then the choice. */
+  notes: string[];
+}
+
+export interface InitBackendOptions {
+  /** Where the notes go; default one line each on stderr. Pass `() => {}` to silence. */
+  log?: (line: string) => void;
+}
+
+const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+/** A candidate either becomes the backend (returns its device) or says why not (throws). */
+type Attempt = () => Promise<string>;
+
+/**
+ * Picks and initialises the tfjs backend.
+ *
+ * 'auto' tries, in order: tfjs-node-gpu with a visible CUDA device, tfjs-node (libtensorflow on
+ * the CPU, which is also what tfjs-node-gpu gives without a GPU), wasm with SIMD, and the pure-JS
+ * cpu backend. An explicit choice ('tensorflow', 'wasm', 'cpu') fails loudly instead of falling
+ * through. The environment variable PROMEDICAL_BACKEND overrides `prefer`.
+ */
+export async function initBackend(
+  prefer: BackendPreference = 'auto',
+  opts: InitBackendOptions = {},
+): Promise<BackendInfo> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`[promedical] ${line}\n`));
+  const fromEnv = process.env.PROMEDICAL_BACKEND?.trim();
+  if (fromEnv) {
+    if (!PREFERENCES.includes(fromEnv as BackendPreference)) {
+      throw new Error(`PROMEDICAL_BACKEND=${fromEnv} is not one of ${PREFERENCES.join(', ')}`);
+    }
+    prefer = fromEnv as BackendPreference;
+  }
+  const notes: string[] = [];
+  if (fromEnv) notes.push(`PROMEDICAL_BACKEND=${fromEnv} overrides the requested backend`);
+
+  const order: [string, Attempt][] =
+    prefer === 'auto'
+      ? [
+          ['tfjs-node-gpu', () => tryTensorflow('@tensorflow/tfjs-node-gpu', true)],
+          ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
+          ['wasm', tryWasm],
+          ['cpu', tryCpu],
+        ]
+      : prefer === 'tensorflow'
+        ? [
+            ['tfjs-node-gpu', () => tryTensorflow('@tensorflow/tfjs-node-gpu', false)],
+            ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
+          ]
+        : prefer === 'wasm'
+          ? [['wasm', tryWasm]]
+          : [['cpu', tryCpu]];
+
+  for (const [label, attempt] of order) {
+    try {
+      const device = await attempt();
+      const info = { name: tf.getBackend(), device, notes };
+      notes.push(`backend: ${info.name} on ${device}`);
+      for (const line of notes) log(line);
+      return info;
+    } catch (err) {
+      notes.push(`skipped ${label}: ${firstLine(err)}`);
+    }
+  }
+  for (const line of notes) log(line);
+  throw new Error(`no usable backend for '${prefer}':\n  ${notes.join('\n  ')}`);
+}
+
+/**
+ * Loads a libtensorflow binding. With `needGpu`, a binding that found no CUDA device is not
+ * taken (auto mode then prefers tfjs-node under its own name, which behaves the same).
+ */
+async function tryTensorflow(pkg: string, needGpu: boolean): Promise<string> {
+  try {
+    await import(pkg);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new Error(`${pkg} is not installed (it is optional; see the README's GPU section)`);
+    }
+    throw new Error(`${pkg} is installed but failed to load: ${firstLine(err)}`);
+  }
+  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but its backend did not initialise`);
+  const gpu = Boolean((tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice);
+  if (needGpu && !gpu) throw new Error(`${pkg} loaded but sees no CUDA device`);
+  return gpu ? 'cuda' : 'cpu (libtensorflow)';
+}
+
+async function tryWasm(): Promise<string> {
+  registerWasmKernels();
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  await tf.ready();
+  const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
+  return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'})`;
+}
+
+async function tryCpu(): Promise<string> {
+  if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+  await tf.ready();
+  return 'cpu (JavaScript)';
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0]!.trim();
+}
