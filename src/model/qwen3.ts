@@ -1,0 +1,234 @@
+// The Qwen3 dense decoder (Hugging Face modeling_qwen3.py) as a causal LM.
+import * as tf from '@tensorflow/tfjs';
+import { attention, causalMask } from '../ops/attention.js';
+import { applyRope, linear, linearTransposed, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
+import type { Qwen3Config } from './config.js';
+
+/** Keys and values of one layer for the tokens seen so far: [B, nKV, S, D] each. */
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D }; // a type (not interface): tidy can return it
+export type KVCache = LayerCache[];
+
+export interface ForwardOptions {
+  /** [B, S] with 1 for real tokens and 0 for (left) padding, S = cached + new tokens. */
+  attentionMask?: tf.Tensor2D;
+  /** [B, T] positions of the new tokens; default cumsum(mask) - 1 (padding gets 1), or past + t. */
+  positionIds?: tf.Tensor2D;
+  /** Keys/values of earlier tokens (from a previous call); not disposed here. */
+  cache?: KVCache;
+}
+
+/** A low-rank adapter on one projection: y += scale * B(A(dropout(x))), A [in, r], B [r, out]. */
+export interface LoraModule {
+  A: tf.Variable;
+  B: tf.Variable;
+  scale: number;
+  dropout: number;
+}
+
+/** The projections of a layer, by their Hugging Face module names. */
+export const ATTENTION_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+export const MLP_PROJECTIONS = ['gate_proj', 'up_proj', 'down_proj'] as const;
+
+/**
+ * Whether a checkpoint tensor is a linear weight. Those are held transposed ([in, out], the
+ * transpose of PyTorch's [out, in]) so every forward matMul is a plain 2-D product; checkpoint
+ * I/O transposes on the way in and out.
+ */
+export function isLinearWeight(name: string): boolean {
+  return name === 'lm_head.weight' || /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.test(name);
+}
+
+/** Every tensor of a Qwen3 checkpoint with its Hugging Face shape ([out, in] for linear weights). */
+export function qwen3TensorShapes(c: Qwen3Config): Map<string, number[]> {
+  const H = c.hiddenSize, D = c.headDim, I = c.intermediateSize;
+  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, H]]]);
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [H]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [c.numAttentionHeads * D, H]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [c.numKeyValueHeads * D, H]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [c.numKeyValueHeads * D, H]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [H, c.numAttentionHeads * D]);
+    shapes.set(`${p}.self_attn.q_norm.weight`, [D]);
+    shapes.set(`${p}.self_attn.k_norm.weight`, [D]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [H]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [I, H]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [I, H]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [H, I]);
+  }
+  shapes.set('model.norm.weight', [H]);
+  if (!c.tieWordEmbeddings) shapes.set('lm_head.weight', [c.vocabSize, H]);
+  return shapes;
+}
+
+export class Qwen3ForCausalLM {
+  readonly config: Qwen3Config;
+  /** LoRA adapters by module name (e.g. "model.layers.0.self_attn.q_proj"); see lora.ts. */
+  readonly adapters = new Map<string, LoraModule>();
+  /** False runs the base model exactly (the GRPO reference policy without a second copy). */
+  adaptersEnabled = true;
+  /** True applies LoRA dropout. */
+  training = false;
+  private readonly params: Map<string, tf.Variable>;
+  private dropoutSeed = 0;
+
+  /**
+   * Builds the model around `weights`, keyed by Hugging Face names and already in this class's
+   * layout (linear weights [in, out], see isLinearWeight). The tensors become the variables.
+   */
+  constructor(config: Qwen3Config, weights: Map<string, tf.Tensor>) {
+    this.config = config;
+    this.params = new Map();
+    const shapes = qwen3TensorShapes(config);
+    const problems: string[] = [];
+    for (const [name, hfShape] of shapes) {
+      const t = weights.get(name);
+      const want = isLinearWeight(name) ? [hfShape[1], hfShape[0]] : hfShape;
+      if (!t) problems.push(`missing ${name}`);
+      else if (!tf.util.arraysEqual(t.shape, want)) problems.push(`${name} has shape [${t.shape}], expected [${want}]`);
+    }
+    for (const name of weights.keys()) if (!shapes.has(name)) problems.push(`unexpected ${name}`);
+    if (problems.length) throw new Error(`Qwen3 weights do not fit the config:\n  ${problems.join('\n  ')}`);
+    for (const name of shapes.keys()) {
+      // Variable names are engine-global, so they are left generated; our map holds the HF names.
+      this.params.set(name, tf.variable(weights.get(name)!, true));
+    }
+  }
+
+  /** A randomly initialised model (normal(0, 0.02) like transformers, norms at one), seeded. */
+  static random(config: Qwen3Config, seed = 0): Qwen3ForCausalLM {
+    const weights = new Map<string, tf.Tensor>();
+    let i = 0;
+    for (const [name, shape] of qwen3TensorShapes(config)) {
+      const own = isLinearWeight(name) ? [shape[1], shape[0]] : shape;
+      // Per-tensor seeds start at 1: tf.randomNormal treats a seed of 0 as "unseeded".
+      weights.set(name, shape.length === 1 ? tf.ones(own) : tf.randomNormal(own, 0, 0.02, 'float32', seed * 100_003 + ++i));
+    }
+    const model = new Qwen3ForCausalLM(config, weights);
+    tf.dispose([...weights.values()]);
+    return model;
+  }
+
+  /**
+   * Parameters keyed by their Hugging Face tensor names. Linear weights (q/k/v/o, gate/up/down,
+   * lm_head) are stored TRANSPOSED, [in, out]; the rest as in the checkpoint.
+   */
+  namedParameters(): Map<string, tf.Variable> {
+    return new Map(this.params);
+  }
+
+  /** The variables that train: the adapters when there are any, else every parameter. */
+  trainableVariables(): tf.Variable[] {
+    if (this.adapters.size > 0) return [...this.adapters.values()].flatMap((a) => [a.A, a.B]);
+    return [...this.params.values()];
+  }
+
+  /** Logits [B, T, V] for the new tokens. */
+  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => this.logits(this.decode(inputIds, opts).hidden));
+  }
+
+  /** Final-normed hidden states [B, T, H] (what a reward head reads). */
+  hiddenStates(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => this.decode(inputIds, opts).hidden);
+  }
+
+  /** LM head: hidden [..., H] -> logits [..., V] (tied heads read the embedding matrix). */
+  logits(hidden: tf.Tensor): tf.Tensor3D {
+    return (this.config.tieWordEmbeddings
+      ? linearTransposed(hidden, this.p('model.embed_tokens.weight'))
+      : this.project('lm_head', hidden)) as tf.Tensor3D;
+  }
+
+  /**
+   * The decoder proper: hidden states of the new tokens and the cache extended by them. The
+   * returned cache tensors belong to the caller (dispose them, or pass them to the next call).
+   */
+  decode(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): { hidden: tf.Tensor3D; cache: KVCache } {
+    return tf.tidy(() => {
+      const c = this.config;
+      const [B, T] = inputIds.shape;
+      const past = opts.cache?.[0]?.k.shape[2] ?? 0;
+      const S = past + T;
+      if (opts.attentionMask && (opts.attentionMask.shape[0] !== B || opts.attentionMask.shape[1] !== S)) {
+        throw new Error(`attentionMask has shape [${opts.attentionMask.shape}], expected [${B}, ${S}] (cached + new tokens)`);
+      }
+      const positions = opts.positionIds ?? defaultPositions(B, T, past, opts.attentionMask);
+      const { cos, sin } = ropeTables(positions, c.headDim, c.ropeTheta);
+      const mask = causalMask(B, T, S, opts.attentionMask ?? null);
+
+      let x = tf.gather(this.p('model.embed_tokens.weight'), inputIds.toInt()) as tf.Tensor3D; // [B, T, H]
+      const cache: KVCache = [];
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        const p = `model.layers.${i}`;
+        const { out, kv } = this.selfAttention(p, rmsNorm(x, this.p(`${p}.input_layernorm.weight`), c.rmsNormEps), cos, sin, mask, opts.cache?.[i]);
+        x = x.add(out);
+        const h = rmsNorm(x, this.p(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
+        x = x.add(this.project(`${p}.mlp.down_proj`, swiglu(this.project(`${p}.mlp.gate_proj`, h), this.project(`${p}.mlp.up_proj`, h))));
+        cache.push(kv);
+      }
+      return { hidden: rmsNorm(x, this.p('model.norm.weight'), c.rmsNormEps) as tf.Tensor3D, cache };
+    });
+  }
+
+  private selfAttention(
+    p: string,
+    h: tf.Tensor,
+    cos: tf.Tensor4D,
+    sin: tf.Tensor4D,
+    mask: tf.Tensor4D,
+    past: LayerCache | undefined,
+  ): { out: tf.Tensor; kv: LayerCache } {
+    const c = this.config;
+    const [B, T] = h.shape as [number, number, number];
+    const D = c.headDim;
+    const heads = (name: string, n: number, norm: string | null) => {
+      let t = this.project(`${p}.self_attn.${name}`, h).reshape([B, T, n, D]);
+      if (norm) t = rmsNorm(t, this.p(`${p}.self_attn.${norm}.weight`), c.rmsNormEps); // before RoPE
+      return t.transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, D]
+    };
+    const q = applyRope(heads('q_proj', c.numAttentionHeads, 'q_norm'), cos, sin);
+    let k = applyRope(heads('k_proj', c.numKeyValueHeads, 'k_norm'), cos, sin);
+    let v = heads('v_proj', c.numKeyValueHeads, null);
+    if (past) {
+      k = tf.concat([past.k, k], 2);
+      v = tf.concat([past.v, v], 2);
+    }
+    const att = attention(q, k, v, mask).transpose([0, 2, 1, 3]).reshape([B, T, c.numAttentionHeads * D]);
+    return { out: this.project(`${p}.self_attn.o_proj`, att), kv: { k, v } };
+  }
+
+  /** A projection by module name, with its LoRA adapter when one is attached and enabled. */
+  private project(module: string, x: tf.Tensor): tf.Tensor {
+    const y = linear(x, this.p(`${module}.weight`));
+    const lora = this.adaptersEnabled ? this.adapters.get(module) : undefined;
+    if (!lora) return y;
+    const xin = this.training && lora.dropout > 0 ? tf.dropout(x, lora.dropout, undefined, this.dropoutSeed++) : x;
+    return y.add(linear(linear(xin, lora.A), lora.B).mul(lora.scale));
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`no parameter ${name}`);
+    return v;
+  }
+
+  /** Frees every variable (base and adapters). */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    for (const a of this.adapters.values()) tf.dispose([a.A, a.B]);
+    this.params.clear();
+    this.adapters.clear();
+  }
+}
+
+/** position_ids = cumsum(mask) - 1 with padding set to 1 (as transformers), else past + t. */
+function defaultPositions(B: number, T: number, past: number, mask: tf.Tensor2D | undefined): tf.Tensor2D {
+  return tf.tidy(() => {
+    if (!mask) return tf.range(past, past + T, 1, 'int32').expandDims(0).tile([B, 1]) as tf.Tensor2D;
+    const m = mask.toInt();
+    const pos = tf.cumsum(m, 1).sub(1);
+    const full = tf.where(m.cast('bool'), pos, tf.onesLike(pos));
+    return full.slice([0, full.shape[1]! - T], [B, T]) as tf.Tensor2D;
+  });
+}
