@@ -168,6 +168,46 @@ def write_safetensors(path: Path, tensors, metadata, header_key_order):
     return len(header_bytes), padding, offsets
 
 
+def encode_array(dtype: str, arr) -> bytes:
+    """Row-major little-endian bytes of `arr` stored as safetensors `dtype`.
+
+    For BF16, a uint16 array is taken as bit patterns; any other array is
+    rounded from float32 to bf16 through torch (round to nearest even).
+    """
+    arr = np.asarray(arr)
+    if dtype == "BF16" and arr.dtype != np.uint16:
+        arr = f32_to_bf16_bits_torch(arr.astype(np.float32))
+    return np.ascontiguousarray(arr).astype(DTYPES[dtype][1], copy=False).tobytes(order="C")
+
+
+def save_tensors(path: Path, named, metadata=None):
+    """General entry point: write {name: (dtype_name, array)} to `path`.
+
+    Data and header follow the iteration order of `named`. Returns the file
+    size in bytes. Built on write_safetensors above.
+    """
+    entries = [(name, dtype, list(np.shape(arr)), encode_array(dtype, arr))
+               for name, (dtype, arr) in named.items()]
+    write_safetensors(Path(path), entries, metadata if metadata is not None else {},
+                      [e[0] for e in entries])
+    return Path(path).stat().st_size
+
+
+def load_tensors(path: Path):
+    """Parse `path` with the validating parser; return (metadata, {name: (dtype, array)}).
+
+    Arrays are decoded with decode_tensor (BF16 -> float32). Raises
+    SafetensorsError if the file violates any format rule.
+    """
+    info, violations, _ = parse_safetensors(Path(path).read_bytes())
+    if violations:
+        raise SafetensorsError(f"{path}: " + "; ".join(violations))
+    out = {}
+    for name, t in sorted(info["tensors"].items(), key=lambda kv: tuple(kv[1]["data_offsets"])):
+        out[name] = (t["dtype"], decode_tensor(t["dtype"], t["shape"], t["raw"]))
+    return info["metadata"], out
+
+
 # --------------------------------------------------------------------------
 # Parser / verifier
 # --------------------------------------------------------------------------
