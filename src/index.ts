@@ -1,11 +1,24 @@
 // promedical: the public API. Re-exports only; see README.md and DESIGN.md for the contract.
 
-// ops: backends
+// ops: backends and layer math
 export { initBackend } from './ops/backend.js';
+export { rmsNorm, linear, linearTransposed, swiglu, ropeTables, applyRope } from './ops/layers.js';
+export { attention, causalMask, MASK_VALUE } from './ops/attention.js';
 export type { BackendInfo, BackendPreference, InitBackendOptions } from './ops/backend.js';
 export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
 
-// model: checkpoint I/O
+// model: Qwen3, checkpoints, generation, LoRA
+export { qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF, readQwen3Config, parameterCount, ConfigError } from './model/config.js';
+export type { Qwen3Config, Qwen3Preset } from './model/config.js';
+export { Qwen3ForCausalLM, isLinearWeight, qwen3TensorShapes, ATTENTION_PROJECTIONS, MLP_PROJECTIONS } from './model/qwen3.js';
+export type { ForwardOptions, KVCache, LayerCache, LoraModule } from './model/qwen3.js';
+export { loadQwen3, saveQwen3, writeRandomQwen3, CheckpointError } from './model/checkpoint.js';
+export type { SaveOptions } from './model/checkpoint.js';
+export { generate, sampleSorted } from './model/generate.js';
+export type { GenerateOptions } from './model/generate.js';
+export { addLora, mergeLora, loadLora, saveLora, withAdaptersDisabled } from './model/lora.js';
+export type { LoraConfig, LoraTarget } from './model/lora.js';
+export { ensureTinyQwen3, TINY_QWEN3_DIR } from './model/tiny.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, DTYPE_SIZE, MAX_HEADER_BYTES } from './model/safetensors.js';
 export type {
   SafetensorsFile,
