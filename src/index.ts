@@ -2,7 +2,7 @@
 
 // ops: backends and layer math
 export { initBackend } from './ops/backend.js';
-export { rmsNorm, linear, linearTransposed, swiglu, ropeTables, applyRope } from './ops/layers.js';
+export { rmsNorm, linear, swiglu, ropeTables, applyRope } from './ops/layers.js';
 export { attention, causalMask, MASK_VALUE } from './ops/attention.js';
 export type { BackendInfo, BackendPreference, InitBackendOptions } from './ops/backend.js';
 export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
@@ -10,7 +10,7 @@ export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
 // model: Qwen3, checkpoints, generation, LoRA
 export { qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF, readQwen3Config, parameterCount, ConfigError } from './model/config.js';
 export type { Qwen3Config, Qwen3Preset } from './model/config.js';
-export { Qwen3ForCausalLM, isLinearWeight, qwen3TensorShapes, ATTENTION_PROJECTIONS, MLP_PROJECTIONS } from './model/qwen3.js';
+export { Qwen3ForCausalLM, qwen3TensorShapes, ATTENTION_PROJECTIONS, MLP_PROJECTIONS } from './model/qwen3.js';
 export type { ForwardOptions, KVCache, LayerCache, LoraModule } from './model/qwen3.js';
 export { loadQwen3, saveQwen3, writeRandomQwen3, CheckpointError } from './model/checkpoint.js';
 export type { SaveOptions } from './model/checkpoint.js';

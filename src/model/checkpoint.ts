@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { qwen3ConfigToHF, readQwen3Config, type Qwen3Config } from './config.js';
-import { isLinearWeight, Qwen3ForCausalLM, qwen3TensorShapes } from './qwen3.js';
+import { Qwen3ForCausalLM, qwen3TensorShapes } from './qwen3.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile } from './safetensors.js';
 
 export class CheckpointError extends Error {
@@ -48,15 +48,10 @@ function checkNames(st: SafetensorsFile, shapes: Map<string, number[]>, config: 
 }
 
 function readWeight(st: SafetensorsFile, name: string): tf.Tensor {
-  const raw = st.tensor(name);
-  if (raw.dtype !== 'float32') {
-    raw.dispose();
-    throw new CheckpointError(`${st.path}: ${name} has integer dtype ${st.info(name).dtype}`);
+  if (st.info(name).dtype.startsWith('I') || st.info(name).dtype.startsWith('U') || st.info(name).dtype === 'BOOL') {
+    throw new CheckpointError(`${st.path}: ${name} has integer dtype ${st.info(name).dtype}; weights must be floats`);
   }
-  if (!isLinearWeight(name)) return raw;
-  const t = raw.transpose();
-  raw.dispose();
-  return t;
+  return st.tensor(name);
 }
 
 export interface SaveOptions {
@@ -71,7 +66,7 @@ const BYTES = { float32: 4, bfloat16: 2, float16: 2 } as const;
 
 /**
  * Writes `model` as a folder that Hugging Face transformers loads: config.json as transformers
- * writes it, PyTorch's [out, in] layout, one model.safetensors or numbered shards with an index.
+ * writes it, one model.safetensors or numbered shards with an index.
  * The folder is built beside `dir` and moved into place, so a crash mid-save leaves any previous
  * checkpoint in `dir` intact; other files already in `dir` (e.g. the tokenizer's) are kept.
  */
@@ -104,12 +99,10 @@ export async function saveQwen3(model: Qwen3ForCausalLM, dir: string, opts: Save
     for (const [i, shard] of shards.entries()) {
       const tensors = new Map<string, tf.Tensor>();
       for (const name of shard) {
-        const v = params.get(name)!;
-        tensors.set(name, isLinearWeight(name) ? v.transpose() : v);
+        tensors.set(name, params.get(name)!);
         weightMap[name] = fileName(i);
       }
       await writeSafetensors(path.join(staging, fileName(i)), tensors, { dtype: DISK_DTYPE[dtype], metadata: { format: 'pt' } });
-      for (const [name, t] of tensors) if (isLinearWeight(name)) t.dispose();
     }
     if (shards.length > 1) {
       const totalSize = names.reduce((a, n) => a + size(n), 0);

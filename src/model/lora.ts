@@ -35,11 +35,11 @@ function targetModules(model: Qwen3ForCausalLM, targets: readonly string[]): str
   return modules;
 }
 
-/** [in, out] of a projection's weight as the model stores it. */
+/** [in, out] of a projection (its weight is [out, in]). */
 function projectionShape(model: Qwen3ForCausalLM, module: string): [number, number] {
   const w = model.namedParameters().get(`${module}.weight`);
   if (!w) throw new Error(`no projection ${module}`);
-  return w.shape as [number, number];
+  return [w.shape[1] as number, w.shape[0] as number];
 }
 
 /**
@@ -56,20 +56,20 @@ export function addLora(model: Qwen3ForCausalLM, cfg: LoraConfig): void {
     const [inDim, outDim] = projectionShape(model, module);
     const bound = 1 / Math.sqrt(inDim);
     model.adapters.set(module, {
-      A: tf.variable(tf.randomUniform([inDim, cfg.r], -bound, bound, 'float32', seed++)),
-      B: tf.variable(tf.zeros([cfg.r, outDim])),
+      A: tf.variable(tf.randomUniform([cfg.r, inDim], -bound, bound, 'float32', seed++)),
+      B: tf.variable(tf.zeros([outDim, cfg.r])),
       scale,
       dropout: cfg.dropout ?? 0,
     });
   }
 }
 
-/** Folds every adapter into its base weight (W += scale · A·B) and removes the adapters. */
+/** Folds every adapter into its base weight (W += scale · B·A) and removes the adapters. */
 export function mergeLora(model: Qwen3ForCausalLM): void {
   const params = model.namedParameters();
   for (const [module, a] of model.adapters) {
     const w = params.get(`${module}.weight`)!;
-    w.assign(tf.tidy(() => w.add(tf.matMul(a.A, a.B).mul(a.scale))));
+    w.assign(tf.tidy(() => w.add(tf.matMul(a.B, a.A).mul(a.scale))));
     tf.dispose([a.A, a.B]);
   }
   model.adapters.clear();
@@ -96,21 +96,17 @@ const PEFT_PREFIX = 'base_model.model.';
 export async function saveLora(model: Qwen3ForCausalLM, dir: string, opts: { baseModelNameOrPath?: string } = {}): Promise<void> {
   if (model.adapters.size === 0) throw new Error('the model has no LoRA adapters to save');
   const first = model.adapters.values().next().value!;
-  const r = first.A.shape[1] as number;
+  const r = first.A.shape[0] as number;
   const dropout = first.dropout;
   const alpha = first.scale * r;
   const targets = [...new Set([...model.adapters.keys()].map((m) => m.split('.').at(-1)!))];
   const tensors = new Map<string, tf.Tensor>();
   for (const [module, a] of model.adapters) {
-    tensors.set(`${PEFT_PREFIX}${module}.lora_A.weight`, a.A.transpose());
-    tensors.set(`${PEFT_PREFIX}${module}.lora_B.weight`, a.B.transpose());
+    tensors.set(`${PEFT_PREFIX}${module}.lora_A.weight`, a.A);
+    tensors.set(`${PEFT_PREFIX}${module}.lora_B.weight`, a.B);
   }
   fs.mkdirSync(dir, { recursive: true });
-  try {
-    await writeSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { metadata: { format: 'pt' } });
-  } finally {
-    tf.dispose([...tensors.values()]);
-  }
+  await writeSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { metadata: { format: 'pt' } });
   const config = {
     alpha_pattern: {},
     auto_mapping: null,
@@ -178,8 +174,8 @@ export function loadLora(model: Qwen3ForCausalLM, dir: string): void {
       if (!tf.util.arraysEqual(a, [r, inDim]) || !tf.util.arraysEqual(b, [outDim, r])) {
         throw new Error(`${file}: ${module} has lora_A [${a}] and lora_B [${b}], expected [${r}, ${inDim}] and [${outDim}, ${r}]`);
       }
-      const A = tf.tidy(() => st.tensor(`${PEFT_PREFIX}${module}.lora_A.weight`).transpose());
-      const B = tf.tidy(() => st.tensor(`${PEFT_PREFIX}${module}.lora_B.weight`).transpose());
+      const A = st.tensor(`${PEFT_PREFIX}${module}.lora_A.weight`);
+      const B = st.tensor(`${PEFT_PREFIX}${module}.lora_B.weight`);
       model.adapters.set(module, { A: tf.variable(A), B: tf.variable(B), scale, dropout });
       tf.dispose([A, B]);
     }

@@ -1,7 +1,7 @@
 // The Qwen3 dense decoder (Hugging Face modeling_qwen3.py) as a causal LM.
 import * as tf from '@tensorflow/tfjs';
 import { attention, causalMask } from '../ops/attention.js';
-import { applyRope, linear, linearTransposed, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
+import { applyRope, linear, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
 import type { Qwen3Config } from './config.js';
 
 /** Keys and values of one layer for the tokens seen so far: [B, nKV, S, D] each. */
@@ -17,7 +17,8 @@ export interface ForwardOptions {
   cache?: KVCache;
 }
 
-/** A low-rank adapter on one projection: y += scale * B(A(dropout(x))), A [in, r], B [r, out]. */
+/** A low-rank adapter on one projection: y += scale * B(A(dropout(x))), A [r, in], B [out, r]
+ * (PEFT's lora_A / lora_B layout). */
 export interface LoraModule {
   A: tf.Variable;
   B: tf.Variable;
@@ -29,16 +30,7 @@ export interface LoraModule {
 export const ATTENTION_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
 export const MLP_PROJECTIONS = ['gate_proj', 'up_proj', 'down_proj'] as const;
 
-/**
- * Whether a checkpoint tensor is a linear weight. Those are held transposed ([in, out], the
- * transpose of PyTorch's [out, in]) so every forward matMul is a plain 2-D product; checkpoint
- * I/O transposes on the way in and out.
- */
-export function isLinearWeight(name: string): boolean {
-  return name === 'lm_head.weight' || /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.test(name);
-}
-
-/** Every tensor of a Qwen3 checkpoint with its Hugging Face shape ([out, in] for linear weights). */
+/** Every tensor of a Qwen3 checkpoint with its shape ([out, in] for linear weights, as PyTorch). */
 export function qwen3TensorShapes(c: Qwen3Config): Map<string, number[]> {
   const H = c.hiddenSize, D = c.headDim, I = c.intermediateSize;
   const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, H]]]);
@@ -73,17 +65,16 @@ export class Qwen3ForCausalLM {
   private dropoutSeed = 0;
 
   /**
-   * Builds the model around `weights`, keyed by Hugging Face names and already in this class's
-   * layout (linear weights [in, out], see isLinearWeight). The tensors become the variables.
+   * Builds the model around `weights`, keyed by Hugging Face names, in the checkpoint's layout.
+   * The tensors become the variables.
    */
   constructor(config: Qwen3Config, weights: Map<string, tf.Tensor>) {
     this.config = config;
     this.params = new Map();
     const shapes = qwen3TensorShapes(config);
     const problems: string[] = [];
-    for (const [name, hfShape] of shapes) {
+    for (const [name, want] of shapes) {
       const t = weights.get(name);
-      const want = isLinearWeight(name) ? [hfShape[1], hfShape[0]] : hfShape;
       if (!t) problems.push(`missing ${name}`);
       else if (!tf.util.arraysEqual(t.shape, want)) problems.push(`${name} has shape [${t.shape}], expected [${want}]`);
     }
@@ -100,26 +91,22 @@ export class Qwen3ForCausalLM {
     const weights = new Map<string, tf.Tensor>();
     let i = 0;
     for (const [name, shape] of qwen3TensorShapes(config)) {
-      const own = isLinearWeight(name) ? [shape[1], shape[0]] : shape;
       // Per-tensor seeds start at 1: tf.randomNormal treats a seed of 0 as "unseeded".
-      weights.set(name, shape.length === 1 ? tf.ones(own) : tf.randomNormal(own, 0, 0.02, 'float32', seed * 100_003 + ++i));
+      weights.set(name, shape.length === 1 ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', seed * 100_003 + ++i));
     }
     const model = new Qwen3ForCausalLM(config, weights);
     tf.dispose([...weights.values()]);
     return model;
   }
 
-  /**
-   * Parameters keyed by their Hugging Face tensor names. Linear weights (q/k/v/o, gate/up/down,
-   * lm_head) are stored TRANSPOSED, [in, out]; the rest as in the checkpoint.
-   */
+  /** Parameters keyed by their Hugging Face tensor names, in the checkpoint's layout. */
   namedParameters(): Map<string, tf.Variable> {
     return new Map(this.params);
   }
 
   /** The variables that train: the adapters when there are any, else every parameter. */
   trainableVariables(): tf.Variable[] {
-    if (this.adapters.size > 0) return [...this.adapters.values()].flatMap((a) => [a.A, a.B]);
+    if (!this.baseTrainable) return [...this.adapters.values()].flatMap((a) => [a.A, a.B]);
     return [...this.params.values()];
   }
 
@@ -136,8 +123,13 @@ export class Qwen3ForCausalLM {
   /** LM head: hidden [..., H] -> logits [..., V] (tied heads read the embedding matrix). */
   logits(hidden: tf.Tensor): tf.Tensor3D {
     return (this.config.tieWordEmbeddings
-      ? linearTransposed(hidden, this.p('model.embed_tokens.weight'))
+      ? linear(hidden, this.p('model.embed_tokens.weight'), this.baseTrainable)
       : this.project('lm_head', hidden)) as tf.Tensor3D;
+  }
+
+  /** Base weights train unless adapters are attached (then only the adapters do). */
+  get baseTrainable(): boolean {
+    return this.adapters.size === 0;
   }
 
   /**
@@ -200,7 +192,7 @@ export class Qwen3ForCausalLM {
 
   /** A projection by module name, with its LoRA adapter when one is attached and enabled. */
   private project(module: string, x: tf.Tensor): tf.Tensor {
-    const y = linear(x, this.p(`${module}.weight`));
+    const y = linear(x, this.p(`${module}.weight`), this.baseTrainable);
     const lora = this.adaptersEnabled ? this.adapters.get(module) : undefined;
     if (!lora) return y;
     const xin = this.training && lora.dropout > 0 ? tf.dropout(x, lora.dropout, undefined, this.dropoutSeed++) : x;

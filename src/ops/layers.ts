@@ -8,12 +8,21 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor
 }
 
 /**
- * x @ w for x [..., in] and w stored [in, out] (the transpose of PyTorch's nn.Linear weight).
- * The forward is a plain 2-D matMul, and the gradient transposes explicitly before its matMuls:
- * on wasm only non-transposed 2-D matMuls take the fast XNNPACK path (~10x faster).
+ * x @ w^T for x [..., in] and w [out, in] (PyTorch's nn.Linear layout), computed as (w @ x^T)^T.
+ *
+ * Why this shape of product: on wasm only plain (non-transposed, rank-2) matMuls take XNNPACK's
+ * fast path, and XNNPACK keeps a packed copy of a matMul's SECOND operand for as long as that
+ * tensor lives. With the weight as the first operand, the cached copy is of a short-lived
+ * activation, so weights are never held twice (a 0.6B model would not fit wasm's 4 GB otherwise).
+ * The gradient keeps the weight first as well, transposing explicitly (in row chunks, so a
+ * 151,936-row LM head never needs a full transposed copy) instead of using the slow transposed
+ * matMul paths.
+ *
+ * With `trainWeight` false no gradient is computed for w (frozen base weights under LoRA): for
+ * an LM head that saves a [V, H] product per step.
  */
-export function linear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
-  return linearOp(x, w);
+export function linear(x: tf.Tensor, w: tf.Tensor, trainWeight = true): tf.Tensor {
+  return trainWeight ? linearOp(x, w) : frozenLinear(x, w);
 }
 
 /** tf.customGrad for an op of two tensor inputs (its own typing takes a variadic union). */
@@ -21,44 +30,63 @@ function customGrad2(f: (a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 }
 
-const linearOp = customGrad2((x, w, save) => {
-  const [inDim, outDim] = w.shape as [number, number];
-  const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
-  save([x2, w]);
-  const y = tf.matMul(x2, w as tf.Tensor2D).reshape([...x.shape.slice(0, -1), outDim]);
-  return {
-    value: y,
-    gradFunc: (dy, saved) => {
-      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dy2 = dy.reshape([-1, ws.shape[1]]) as tf.Tensor2D;
-      const dx = tf.matMul(dy2, ws.transpose()).reshape(x.shape);
-      const dw = tf.matMul(xs.transpose(), dy2);
-      return [dx, dw];
-    },
-  };
-});
-
-/** x @ w^T for x [..., H] and w [V, H] (a tied LM head reading the embedding matrix). */
-export function linearTransposed(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
-  return linearTOp(x, w);
+/** (w @ x2^T)^T: [N, out]. */
+function forwardProduct(x2: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(w, x2.transpose()).transpose();
 }
 
-const linearTOp = customGrad2((x, w, save) => {
+/** Elements of w transposed at a time in inputGrad (16 MB of float32). */
+const TRANSPOSE_CHUNK = 1 << 22;
+
+/** dy @ w for dy [N, out], w [out, in], as (sum over row chunks c of w[c]^T @ dy^T[c])^T. */
+function inputGrad(dy2: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [outDim, inDim] = w.shape;
+    const rows = Math.max(1, Math.floor(TRANSPOSE_CHUNK / inDim));
+    if (rows >= outDim) return tf.matMul(w.transpose(), dy2.transpose()).transpose();
+    const dyT = dy2.transpose(); // [out, N]: its row blocks are the chunks' second operands
+    let acc: tf.Tensor2D | null = null;
+    for (let r0 = 0; r0 < outDim; r0 += rows) {
+      const c = Math.min(rows, outDim - r0);
+      // One tidy per chunk: the chunk's copies are freed before the next one is made.
+      const next: tf.Tensor2D = tf.tidy(() => {
+        const part = tf.matMul(w.slice([r0, 0], [c, inDim]).transpose(), dyT.slice([r0, 0], [c, -1])); // [in, N]
+        return (acc ? acc.add(part) : part) as tf.Tensor2D;
+      });
+      acc?.dispose();
+      acc = next;
+    }
+    return acc!.transpose();
+  });
+}
+
+const linearOp = customGrad2((x, w, save) => {
   const [outDim, inDim] = w.shape as [number, number];
   const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
   save([x2, w]);
-  const y = tf.matMul(x2, (w as tf.Tensor2D).transpose()).reshape([...x.shape.slice(0, -1), outDim]);
   return {
-    value: y,
+    value: forwardProduct(x2, w as tf.Tensor2D).reshape([...x.shape.slice(0, -1), outDim]),
     gradFunc: (dy, saved) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dy2 = dy.reshape([-1, ws.shape[0]]) as tf.Tensor2D;
-      const dx = tf.matMul(dy2, ws).reshape(x.shape);
-      const dw = tf.matMul(dy2.transpose(), xs);
-      return [dx, dw];
+      const dy2 = dy.reshape([-1, outDim]) as tf.Tensor2D;
+      const dw = tf.matMul(dy2.transpose(), xs); // dy^T @ x: [out, in]
+      return [inputGrad(dy2, ws).reshape(x.shape), dw];
     },
   };
 });
+
+/** The same product with w closed over: tfjs gives closure-captured tensors no gradient. */
+function frozenLinear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  const [outDim, inDim] = w.shape as [number, number];
+  const op = tf.customGrad(((xi: tf.Tensor) => {
+    const x2 = xi.reshape([-1, inDim]) as tf.Tensor2D;
+    return {
+      value: forwardProduct(x2, w as tf.Tensor2D).reshape([...xi.shape.slice(0, -1), outDim]),
+      gradFunc: (dy: tf.Tensor) => inputGrad(dy.reshape([-1, outDim]) as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape),
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
+  return op(x);
+}
 
 /** SwiGLU gating: silu(gate) * up, the inside of Qwen3's MLP down(silu(gate(x)) * up(x)). */
 export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {

@@ -81,8 +81,8 @@ test('saveQwen3 BF16 rounds each weight to nearest even; sharded saves write an 
   assert.ok([...files].every((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(String(f))));
   assert.not.ok('lm_head.weight' in index.weight_map);
   const st = readSafetensors(dir);
-  const w = model.namedParameters().get('model.layers.0.mlp.up_proj.weight')!; // stored [in, out]
-  const expected = bf16BitsToFloat32(float32ToBf16Bits(w.transpose().dataSync() as Float32Array));
+  const w = model.namedParameters().get('model.layers.0.mlp.up_proj.weight')!;
+  const expected = bf16BitsToFloat32(float32ToBf16Bits(w.dataSync() as Float32Array));
   assert.is(st.info('model.layers.0.mlp.up_proj.weight').dtype, 'BF16');
   assert.equal(Array.from(st.array('model.layers.0.mlp.up_proj.weight')), Array.from(expected));
   st.close();

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { WASM_EXTRA_KERNELS } from '../../src/ops/wasm_kernels.js';
 import { maxAbsDiff, randomArray, randomInts, runOn, useBackend } from '../helpers/backends.js';
 
-test('wasm lacks UnsortedSegmentSum on its own, and has it once registered', async () => {
+test('our kernels are the ones registered on wasm', async () => {
   await useBackend('wasm');
   const names = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
   for (const k of WASM_EXTRA_KERNELS) assert.ok(names.has(k), `${k} registered`);
@@ -93,6 +93,41 @@ test('a decoder-shaped training step (embed, rmsnorm, attention softmax, swiglu,
     const scale = Math.max(1, ...cpu[i].map(Math.abs));
     assert.ok(maxAbsDiff(wasm[i], cpu[i]) / scale < 1e-4, `output ${i}: ${maxAbsDiff(wasm[i], cpu[i])}`);
   }
+});
+
+test('Slice through heap views equals the cpu backend on every rank, partial and whole axes', async () => {
+  const cases: [number[], number[], number[]][] = [
+    [[10], [3], [5]],
+    [[6, 7], [2, 0], [3, 7]], // whole rows: one contiguous run
+    [[6, 7], [1, 2], [4, 3]], // a window
+    [[4, 5, 6], [1, 0, 0], [2, 5, 6]],
+    [[4, 5, 6], [0, 2, 1], [4, 2, 4]],
+    [[3, 4, 5, 6], [1, 1, 0, 2], [2, 3, 5, 3]],
+    [[2, 3, 4, 5, 6], [1, 0, 2, 1, 0], [1, 3, 2, 3, 6]],
+    [[5, 4], [2, 0], [0, 4]], // empty
+  ];
+  for (const [shape, begin, size] of cases) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = randomArray(n, `slice${shape}`);
+    const fn = () => [tf.slice(tf.tensor(values, shape), begin, size), tf.slice(tf.tensor(Int32Array.from(values, (v) => Math.round(v * 100)), shape, 'int32'), begin, size)];
+    const w = await runOn('wasm', fn);
+    const c = await runOn('cpu', fn);
+    assert.equal(w, c, `slice ${shape} at ${begin} size ${size}`);
+  }
+});
+
+test('Identity shares data: a clone outlives its source with the same values', async () => {
+  await useBackend('wasm');
+  const a = tf.tensor1d([1, 2, 3]);
+  const b = a.clone();
+  a.dispose();
+  assert.equal(Array.from(b.dataSync()), [1, 2, 3]);
+  const v = tf.variable(tf.tensor1d([4, 5]));
+  const saved = v.clone();
+  v.assign(tf.tensor1d([6, 7])); // assign swaps the variable's data; the clone keeps the old values
+  assert.equal(Array.from(saved.dataSync()), [4, 5]);
+  assert.equal(Array.from(v.dataSync()), [6, 7]);
+  tf.dispose([b, v, saved]);
 });
 
 test.run();
