@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""PyTorch side of promedical's Qwen3 speed/memory benchmark (compare with bench/model.ts).
+
+    python3 bench/model_pytorch.py --config tiny|0.6B --seq 128 [--seq 512 ...] [--batch 1]
+        [--threads 2] [--lora-rank 0] [--repeats 3] [--modes forward,train] [--skip-check]
+
+Runs a float32 Qwen3 dense decoder with random weights (normal*0.02, norm weights 1,
+torch.manual_seed(0)) on random input ids and measures, per (config, seq, mode):
+
+  forward  torch.no_grad() forward producing the full logits [B, T, V]
+  train    forward + next-token cross-entropy (logits[:, :-1] vs ids[:, 1:]) + backward,
+           no optimizer step. With --lora-rank r > 0 the base weights are frozen and
+           only LoRA adapters on q_proj / v_proj of every layer (alpha = 2r) get grads.
+
+tokens_per_s = B*T / median seconds over --repeats runs (after one warm-up run);
+peak_rss_mb = ru_maxrss (MiB) at the end of the measurement. The kernel's peak-RSS
+counter is reset before every measurement (write "5" to /proc/self/clear_refs, Linux
+>= 4.0) so each value is that measurement's own peak, including the resident weights;
+"rss_peak_reset" in the JSON says whether that reset worked (else the values are
+process-wide running maxima).
+
+Output: a table on stderr, exactly one JSON line on stdout:
+  {"framework": "pytorch", "torch", "threads", "results": [{"config", "seq", "batch",
+   "lora_rank", "mode", "tokens_per_s", "seconds_median", "peak_rss_mb"}, ...], ...}
+plus environment facts that decide PyTorch's CPU speed: the BLAS library actually
+loaded, its thread count, a measured sgemm GFLOP/s, OPENBLAS_CORETYPE.
+
+Model
+-----
+The math is that of test/reference/qwen3_reference.py (HF modeling_qwen3.py): RMSNorm,
+q_norm/k_norm over head_dim before half-split RoPE (theta 1e6), GQA by
+repeat_interleave, plain matmul + additive causal mask (finfo.min) + softmax scaled
+by head_dim^-0.5 (no scaled_dot_product_attention), SwiGLU MLP, tied lm_head. The
+reference's `forward` is a float64 function of a weight dict (its RoPE tables and mask
+are hard-wired to float64, and it multiplies by plain weight matrices, so LoRA could
+only be merged into W, which would compute full q/v weight gradients). So the model
+here is a small nn.Module that reuses the reference's helpers (Dims, rms_norm,
+rotate_half, param_shapes, causal_lm_loss) and is checked against the reference
+`forward` in float64 (with and without LoRA) after the measurements, so that the
+check's allocations do not inflate the RSS figures; a failed check aborts before the
+JSON line is printed (--skip-check skips it).
+
+Caveat: Debian's python3-torch calls whatever libblas.so.3 the system provides. With
+only the netlib reference BLAS (libblas3) installed, every matmul is single-threaded
+and slow (~4 GFLOP/s on the 2-core bench machine), whatever --threads says. For a
+realistic PyTorch baseline put an OpenBLAS libblas.so.3 first, without touching the
+system, e.g.
+    dpkg-deb -x /var/cache/apt/archives/libopenblas0-pthread_*.deb /tmp/openblas
+    LD_LIBRARY_PATH=/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread python3 bench/...
+(~160-220 GFLOP/s there; OPENBLAS_CORETYPE then applies). The OpenBLAS thread pool is
+set to --threads. The JSON records which BLAS ran and its measured sgemm GFLOP/s.
+"""
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.dont_write_bytecode = True  # no __pycache__ in test/reference or bench
+sys.path.insert(0, str(REPO / "test" / "reference"))
+import qwen3_reference as ref  # noqa: E402  (float64 reference: Dims, helpers, forward)
+
+# HF-style configs (the fields ref.Dims reads). Must match the TypeScript presets.
+CONFIGS = {
+    "tiny": dict(vocab_size=151936, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                 tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6),
+    "0.6B": dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                 tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6),
+}
+LORA_TARGETS = ("q_proj", "v_proj")
+MODES = ("forward", "train")
+
+
+# --------------------------------------------------------------------------
+# Model (float32 by default; parameter names follow the HF checkpoint layout)
+# --------------------------------------------------------------------------
+
+class Linear(nn.Module):
+    """y = x @ W^T (no bias), plus (alpha/r) * (x @ A^T) @ B^T once a LoRA adapter is added."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.lora_A = self.lora_B = None
+        self.lora_scale = 0.0
+
+    def add_lora(self, r, alpha):
+        out_f, in_f = self.weight.shape
+        self.lora_A = nn.Parameter(torch.empty(r, in_f))   # PEFT lora_A: [r, in]
+        self.lora_B = nn.Parameter(torch.empty(out_f, r))  # PEFT lora_B: [out, r]
+        # PEFT's lora_A init; lora_B is small random instead of zeros so every
+        # adapter gradient is non-trivial (the cost is the same either way).
+        nn.init.kaiming_uniform_(self.lora_A, a=5 ** 0.5)
+        nn.init.normal_(self.lora_B, std=0.02)
+        self.lora_scale = alpha / r
+
+    def forward(self, x):
+        y = x @ self.weight.T
+        if self.lora_A is not None:
+            y = y + self.lora_scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+        return y
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size))
+        self.eps = eps
+
+    def forward(self, x):
+        return ref.rms_norm(x, self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, d: ref.Dims):
+        super().__init__()
+        self.d = d
+        self.q_proj = Linear(d.H, d.nH * d.D)
+        self.k_proj = Linear(d.H, d.nKV * d.D)
+        self.v_proj = Linear(d.H, d.nKV * d.D)
+        self.o_proj = Linear(d.nH * d.D, d.H)
+        self.q_norm = RMSNorm(d.D, d.eps)
+        self.k_norm = RMSNorm(d.D, d.eps)
+
+    def forward(self, x, cos, sin, mask):
+        d, (B, T, _) = self.d, x.shape
+        # Per-head RMSNorm over head_dim before RoPE; v is not normalized.
+        q = self.q_norm(self.q_proj(x).view(B, T, d.nH, d.D)).transpose(1, 2)   # [B, nH, T, D]
+        k = self.k_norm(self.k_proj(x).view(B, T, d.nKV, d.D)).transpose(1, 2)  # [B, nKV, T, D]
+        v = self.v_proj(x).view(B, T, d.nKV, d.D).transpose(1, 2)
+        q = q * cos + ref.rotate_half(q) * sin
+        k = k * cos + ref.rotate_half(k) * sin
+        # GQA: query head h reads kv head h // n_rep.
+        n_rep = d.nH // d.nKV
+        k = k.repeat_interleave(n_rep, dim=1)
+        v = v.repeat_interleave(n_rep, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * d.D ** -0.5 + mask
+        probs = torch.softmax(scores, dim=-1)
+        out = (probs @ v).transpose(1, 2).reshape(B, T, d.nH * d.D)
+        return self.o_proj(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, d: ref.Dims):
+        super().__init__()
+        self.gate_proj = Linear(d.H, d.I)
+        self.up_proj = Linear(d.H, d.I)
+        self.down_proj = Linear(d.I, d.H)
+
+    def forward(self, x):
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d: ref.Dims):
+        super().__init__()
+        self.self_attn = Attention(d)
+        self.mlp = MLP(d)
+        self.input_layernorm = RMSNorm(d.H, d.eps)
+        self.post_attention_layernorm = RMSNorm(d.H, d.eps)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Embedding(nn.Module):
+    def __init__(self, vocab, hidden):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab, hidden))
+
+    def forward(self, input_ids):
+        return self.weight[input_ids]  # row gather, as in the reference
+
+
+class Qwen3Model(nn.Module):
+    def __init__(self, d: ref.Dims):
+        super().__init__()
+        self.embed_tokens = Embedding(d.V, d.H)
+        self.layers = nn.ModuleList(DecoderLayer(d) for _ in range(d.L))
+        self.norm = RMSNorm(d.H, d.eps)
+
+
+class Qwen3ForCausalLM(nn.Module):
+    def __init__(self, d: ref.Dims):
+        super().__init__()
+        self.d = d
+        self.model = Qwen3Model(d)
+        self.lm_head = None if d.tied else Linear(d.H, d.V)
+
+    def rope_and_mask(self, T, dtype):
+        """cos/sin [T, D] for positions 0..T-1 (computed in float64) and the [T, T] causal mask."""
+        d = self.d
+        inv_freq = 1.0 / d.theta ** (torch.arange(0, d.D, 2, dtype=torch.float64) / d.D)
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        mask = torch.full((T, T), torch.finfo(dtype).min, dtype=dtype).triu(1)  # 0 at key <= query
+        return emb.cos().to(dtype), emb.sin().to(dtype), mask
+
+    def forward(self, input_ids):
+        """Logits [B, T, V] for unpadded input_ids [B, T] (positions 0..T-1)."""
+        embed = self.model.embed_tokens
+        cos, sin, mask = self.rope_and_mask(input_ids.shape[1], embed.weight.dtype)
+        x = embed(input_ids)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask)
+        hidden = self.model.norm(x)
+        # Tied: lm_head is the embedding matrix.
+        return hidden @ embed.weight.T if self.lm_head is None else self.lm_head(hidden)
+
+    def add_lora(self, r, alpha):
+        for layer in self.model.layers:
+            for target in LORA_TARGETS:
+                getattr(layer.self_attn, target).add_lora(r, alpha)
+
+    def lora_modules(self):
+        """(name, Linear) of every projection that carries a LoRA adapter."""
+        return [(n, m) for n, m in self.named_modules()
+                if isinstance(m, Linear) and m.lora_A is not None]
+
+
+def build_model(d: ref.Dims, lora_rank, seed=0):
+    """Random float32 model: matrices N(0, 0.02^2), norm weights 1; then LoRA adapters if asked."""
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(d)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+    if lora_rank > 0:
+        model.add_lora(lora_rank, 2 * lora_rank)
+    return model
+
+
+def set_trainable(model, lora_rank):
+    """Full fine-tuning without LoRA; otherwise only the adapters require grad."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(lora_rank == 0 or ".lora_" in name)
+
+
+# --------------------------------------------------------------------------
+# Check against the float64 reference forward (run after the measurements)
+# --------------------------------------------------------------------------
+
+def self_check():
+    """Tiny config in float64: logits equal ref.forward's (also with merged LoRA weights).
+    Returns the largest max |diff| seen."""
+    d = ref.Dims(CONFIGS["tiny"])
+    ids = torch.randint(0, d.V, (2, 12), generator=torch.Generator().manual_seed(1))
+    worst = 0.0
+    for rank in (0, 4):
+        model = build_model(d, rank).double()
+        weights = {n: t.detach() for n, t in model.state_dict().items() if ".lora_" not in n}
+        expected_shapes = ref.param_shapes(d)
+        assert {n: tuple(t.shape) for n, t in weights.items()} == expected_shapes, "parameter layout"
+        for name, m in model.lora_modules():  # W_eff = W + (alpha/r) B @ A
+            w = name + ".weight"  # (not +=: state_dict tensors share storage with the model)
+            weights[w] = weights[w] + m.lora_scale * (m.lora_B @ m.lora_A).detach()
+        with torch.no_grad():
+            diff = (model(ids) - ref.forward(weights, d, ids)[0]).abs().max().item()
+        assert diff < 1e-9, f"bench model differs from the reference (lora rank {rank}): {diff}"
+        # Gradients reach exactly the trainable parameters.
+        set_trainable(model, rank)
+        ref.causal_lm_loss(model(ids), ids).backward()
+        for n, p in model.named_parameters():
+            assert (p.grad is not None) == p.requires_grad, n
+        print(f"[check] tiny float64, lora rank {rank}: max |logits - reference| {diff:.1e}",
+              file=sys.stderr)
+        worst = max(worst, diff)
+    return worst
+
+
+# --------------------------------------------------------------------------
+# Environment: threads, BLAS, memory
+# --------------------------------------------------------------------------
+
+def loaded_blas_libraries():
+    """Paths of BLAS-like shared libraries mapped into this process."""
+    libs = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            name = os.path.basename(path).lower()
+            if path.startswith("/") and any(k in name for k in ("blas", "mkl", "blis")):
+                libs.add(path)
+    return sorted(libs)
+
+
+def set_blas_threads(libs, n):
+    """OpenBLAS ignores torch.set_num_threads; set its pool explicitly. Returns its thread count
+    (None when unknown; 1 for the netlib reference BLAS, which is single-threaded)."""
+    names = [os.path.basename(p) for p in libs]
+    for path, name in zip(libs, names):
+        if "openblas" in name:
+            lib = ctypes.CDLL(path)  # the already-loaded library
+            lib.openblas_set_num_threads(n)
+            return lib.openblas_get_num_threads()
+    if names and all(name.startswith("libblas.so") for name in names):
+        return 1  # netlib reference BLAS (Debian's libblas3)
+    return None
+
+
+def sgemm_gflops(n=1024, m=512, runs=3):
+    """Measured float32 matmul throughput [m, n] @ [n, n]^T with the current settings."""
+    a, b = torch.randn(m, n), torch.randn(n, n)
+    a @ b.T
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        a @ b.T
+    return 2 * m * n * n * runs / (time.perf_counter() - t0) / 1e9
+
+
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS counter (ru_maxrss) to the current RSS; False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def time_median(step, repeats, before=None):
+    """One warm-up run, then the median wall time of `repeats` runs (`before` runs untimed)."""
+    times = []
+    for i in range(repeats + 1):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        step()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
+    ids = torch.randint(0, model.d.V, (batch, seq), generator=torch.Generator().manual_seed(seq))
+    params = list(model.parameters())
+
+    def forward_step():
+        with torch.no_grad():
+            model(ids)  # full logits [B, T, V]
+
+    def train_step():
+        ref.causal_lm_loss(model(ids), ids).backward()
+
+    def clear_grads():
+        for p in params:
+            p.grad = None
+
+    gc.collect()
+    if rss_reset:
+        reset_peak_rss()
+    if mode == "forward":
+        seconds = time_median(forward_step, repeats)
+    else:
+        seconds = time_median(train_step, repeats, before=clear_grads)
+        clear_grads()
+    return {"config": config, "seq": seq, "batch": batch, "lora_rank": lora_rank, "mode": mode,
+            "tokens_per_s": batch * seq / seconds, "seconds_median": seconds,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS),
+                        help="model config (repeatable; default tiny)")
+    parser.add_argument("--seq", action="append", type=int, help="sequence length (repeatable; default 128)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning in train mode")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up")
+    parser.add_argument("--modes", default="forward,train", help="comma list of forward,train")
+    parser.add_argument("--skip-check", action="store_true", help="skip the float64 reference check")
+    args = parser.parse_args(argv)
+    configs = args.config or ["tiny"]
+    seqs = args.seq or [128]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        parser.error(f"--modes must be a comma list of {','.join(MODES)}")
+    if min(seqs) < 2 or args.batch < 1 or args.repeats < 1 or args.lora_rank < 0 or args.threads < 1:
+        parser.error("need --seq >= 2, --batch >= 1, --repeats >= 1, --lora-rank >= 0, --threads >= 1")
+
+    torch.set_num_threads(args.threads)
+    blas = loaded_blas_libraries()
+    blas_threads = set_blas_threads(blas, args.threads)
+    log(f"[env] torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, "
+        f"BLAS {blas or 'none found'} (threads {blas_threads}), "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    gflops = sgemm_gflops()
+    log(f"[env] float32 matmul 512x1024x1024: {gflops:.1f} GFLOP/s")
+    rss_reset = reset_peak_rss()
+    results, models = [], []
+    for config in configs:
+        d = ref.Dims(CONFIGS[config])
+        t0 = time.perf_counter()
+        model = build_model(d, args.lora_rank)
+        set_trainable(model, args.lora_rank)
+        n_params = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        gc.collect()
+        rss_model = round(current_rss_mb(), 1)
+        models.append({"config": config, "params": n_params, "trainable_params": n_train,
+                       "rss_after_init_mb": rss_model})
+        log(f"[model] {config}: {n_params / 1e6:.1f}M params ({n_train / 1e6:.3f}M trainable in "
+            f"train mode), built in {time.perf_counter() - t0:.1f} s, RSS {rss_model:.0f} MB")
+        for seq in seqs:
+            for mode in modes:
+                r = measure(model, config, seq, args.batch, args.lora_rank, mode, args.repeats, rss_reset)
+                log(f"[run] {config} T={seq} B={args.batch} {mode}"
+                    f"{f' lora{args.lora_rank}' if args.lora_rank else ''}: "
+                    f"{r['tokens_per_s']:.1f} tok/s ({r['seconds_median']:.3f} s), "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                results.append(r)
+        del model
+        gc.collect()
+
+    header = f"{'config':<6} {'seq':>5} {'batch':>5} {'lora':>4} {'mode':<8} " \
+             f"{'tok/s':>10} {'median s':>9} {'peak RSS MB':>11}"
+    log("\n" + header + "\n" + "-" * len(header))
+    for r in results:
+        log(f"{r['config']:<6} {r['seq']:>5} {r['batch']:>5} {r['lora_rank']:>4} {r['mode']:<8} "
+            f"{r['tokens_per_s']:>10.1f} {r['seconds_median']:>9.3f} {r['peak_rss_mb']:>11.0f}")
+
+    check = None if args.skip_check else self_check()  # raises if the model is wrong
+    print(json.dumps({
+        "framework": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "results": results,
+        "repeats": args.repeats,
+        "blas": blas, "blas_threads": blas_threads, "sgemm_gflops": round(gflops, 2),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "rss_peak_reset": rss_reset, "models": models, "reference_check_max_diff": check,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
