@@ -4,6 +4,8 @@
 export { initBackend } from './ops/backend.js';
 export { rmsNorm, linear, swiglu, ropeTables, applyRope } from './ops/layers.js';
 export { attention, causalMask, MASK_VALUE } from './ops/attention.js';
+export { selectiveLogSoftmax, tokenEntropy, nextTokenLoss } from './ops/logprobs.js';
+export type { LogProbOptions } from './ops/logprobs.js';
 export type { BackendInfo, BackendPreference, InitBackendOptions } from './ops/backend.js';
 export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
 
@@ -34,3 +36,19 @@ export { float32ToBf16Bits, bf16BitsToFloat32, float32ToF16Bits, f16BitsToFloat3
 export { ChatTokenizer, loadTokenizer, defaultTokenizerDir, QWEN3_TOKENS, TokenizerError } from './data/tokenizer.js';
 export { renderChat } from './data/chat.js';
 export type { ChatMessage, ChatTemplateOptions } from './data/chat.js';
+
+// train: what every trainer shares
+export { AdamW } from './train/adamw.js';
+export type { AdamWOptions } from './train/adamw.js';
+export { clipByGlobalNorm } from './train/clip.js';
+export { lrSchedule } from './train/schedule.js';
+export type { ScheduleOptions, ScheduleType } from './train/schedule.js';
+export { Rng } from './train/rng.js';
+export type { RngState } from './train/rng.js';
+export { MetricsLog, Progress } from './train/metrics.js';
+export type { MetricsRow } from './train/metrics.js';
+export { renderChart } from './train/chart.js';
+export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, checkpointsDir } from './train/checkpoint.js';
+export type { TrainerState, CheckpointParts } from './train/checkpoint.js';
+export { TrainingRun, NonFiniteError } from './train/run.js';
+export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js';

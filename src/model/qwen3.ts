@@ -61,8 +61,9 @@ export class Qwen3ForCausalLM {
   adaptersEnabled = true;
   /** True applies LoRA dropout. */
   training = false;
+  /** Seeds the next LoRA dropout mask; part of a training run's saved state. */
+  dropoutSeed = 0;
   private readonly params: Map<string, tf.Variable>;
-  private dropoutSeed = 0;
 
   /**
    * Builds the model around `weights`, keyed by Hugging Face names, in the checkpoint's layout.
@@ -104,10 +105,21 @@ export class Qwen3ForCausalLM {
     return new Map(this.params);
   }
 
-  /** The variables that train: the adapters when there are any, else every parameter. */
+  /** What trains, by name: the adapters when there are any (PEFT's names without the
+   * base_model.model. prefix, e.g. model.layers.0.self_attn.q_proj.lora_A.weight), else every
+   * parameter. */
+  trainableParameters(): Map<string, tf.Variable> {
+    if (this.baseTrainable) return this.namedParameters();
+    const out = new Map<string, tf.Variable>();
+    for (const [module, a] of this.adapters) {
+      out.set(`${module}.lora_A.weight`, a.A);
+      out.set(`${module}.lora_B.weight`, a.B);
+    }
+    return out;
+  }
+
   trainableVariables(): tf.Variable[] {
-    if (!this.baseTrainable) return [...this.adapters.values()].flatMap((a) => [a.A, a.B]);
-    return [...this.params.values()];
+    return [...this.trainableParameters().values()];
   }
 
   /** Logits [B, T, V] for the new tokens. */

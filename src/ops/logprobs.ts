@@ -116,3 +116,17 @@ function backwardRows(z: tf.Tensor2D, ids: tf.Tensor1D, dy: tf.Tensor1D, tempera
   tf.dispose(parts);
   return out;
 }
+
+/**
+ * Mean next-token cross-entropy: logits[:, t] predicts ids[:, t + 1]. With `mask` [B, T] (1 =
+ * counts), only positions whose TARGET is masked in count (SFT masks prompt tokens this way).
+ */
+export function nextTokenLoss(logits: tf.Tensor3D, ids: tf.Tensor2D, mask?: tf.Tensor2D, opts: LogProbOptions = {}): tf.Scalar {
+  return tf.tidy(() => {
+    const [B, T, V] = logits.shape;
+    const logp = selectiveLogSoftmax(logits.slice([0, 0, 0], [B, T - 1, V]), ids.slice([0, 1], [B, T - 1]), opts);
+    if (!mask) return logp.mean().neg() as tf.Scalar;
+    const m = mask.slice([0, 1], [B, T - 1]).toFloat();
+    return logp.mul(m).sum().div(tf.maximum(m.sum(), 1)).neg() as tf.Scalar;
+  });
+}
