@@ -1,0 +1,170 @@
+// Explicit Criteria Injection (ProMedical): each (prompt, response, criterion) becomes one input
+// in which the criterion is stated in a system block before the conversation, so the reward model
+// scores the response against that criterion alone:
+//
+//   <|im_start|>system\n{ECI_INSTRUCTION}\nCriterion ({tier}): {criterion}<|im_end|>\n
+//   ...the prompt's turns...
+//   <|im_start|>assistant\n<think>\n\n</think>\n\n{response}<|im_end|>
+//
+// The rendering is the checkpoint's own chat template; the head reads the last token (<|im_end|>).
+import * as tf from '@tensorflow/tfjs';
+import type { ChatMessage } from './chat.js';
+import type { Criterion, RubricRecord } from './schema.js';
+import type { ChatTokenizer } from './tokenizer.js';
+
+export const ECI_INSTRUCTION =
+  'You are a medical response evaluator. Judge whether the assistant\'s final response meets the criterion below.';
+
+export interface EciOptions {
+  /** Longest input in tokens (default 1024). */
+  maxLength?: number;
+}
+
+/** How an instance was shortened to fit (all zero when it fit). */
+export interface Truncation {
+  responseTokensCut: number;
+  promptTurnsDropped: number;
+}
+
+export interface EciInstance {
+  ids: number[];
+  truncation: Truncation;
+}
+
+/** The system block that injects the criterion. */
+export function criterionBlock(c: Pick<Criterion, 'text' | 'tier'>): string {
+  return `${ECI_INSTRUCTION}\nCriterion (${c.tier}): ${c.text}`;
+}
+
+/**
+ * Token ids of one ECI input. When it is too long the response loses its tail first; if the
+ * prompt alone is still too long, the oldest turns go (never the criterion, never the last turn).
+ * Throws when the criterion and the last turn alone do not fit.
+ */
+export function eciInstance(tok: ChatTokenizer, prompt: ChatMessage[], response: string, criterion: Pick<Criterion, 'text' | 'tier'>, opts: EciOptions = {}): EciInstance {
+  const maxLength = opts.maxLength ?? 1024;
+  const system: ChatMessage = { role: 'system', content: criterionBlock(criterion) };
+  // The assistant turn is rendered with a placeholder to find where the response text goes.
+  const MARK = '\u0000RESPONSE\u0000';
+  const render = (turns: ChatMessage[]) => {
+    const text = tok.applyChatTemplate([system, ...turns, { role: 'assistant', content: MARK }]);
+    const at = text.lastIndexOf(MARK);
+    return { head: text.slice(0, at), tail: text.slice(at + MARK.length).replace(/\n$/, '') };
+  };
+  const responseIds = tok.encode(response);
+  let turns = prompt;
+  let dropped = 0;
+  for (;;) {
+    const { head, tail } = render(turns);
+    const headIds = tok.encode(head);
+    const tailIds = tok.encode(tail);
+    const room = maxLength - headIds.length - tailIds.length;
+    if (room >= 0) {
+      const kept = responseIds.slice(0, Math.min(room, responseIds.length));
+      return { ids: [...headIds, ...kept, ...tailIds], truncation: { responseTokensCut: responseIds.length - kept.length, promptTurnsDropped: dropped } };
+    }
+    // Keep the prompt's own leading system turn and its last turn.
+    const first = turns[0]?.role === 'system' ? 1 : 0;
+    if (turns.length - first <= 1) {
+      throw new Error(`ECI input cannot fit in ${maxLength} tokens: the criterion and the prompt's last turn alone take ${headIds.length + tailIds.length}`);
+    }
+    // Drop the oldest turn, and an assistant turn it leaves leading, so turns start with the user.
+    let next = first + 1;
+    while (next < turns.length - 1 && turns[next].role === 'assistant') next++;
+    dropped += next - first;
+    turns = [...turns.slice(0, first), ...turns.slice(next)];
+  }
+}
+
+/** A padded batch: left padding, so every row's last real token is at column T - 1. */
+export interface TokenBatch {
+  inputIds: tf.Tensor2D; // [B, T] int32
+  attentionMask: tf.Tensor2D; // [B, T] int32, 1 = token
+  lastIndex: tf.Tensor1D; // [B] int32: column of each row's last real token
+}
+
+/** Left-pads rows to the longest (or to `length`) and builds masks and last-token indices. */
+export function padBatch(rows: number[][], padId: number, length?: number): TokenBatch {
+  const T = length ?? Math.max(...rows.map((r) => r.length));
+  const B = rows.length;
+  const ids = new Int32Array(B * T).fill(padId);
+  const mask = new Int32Array(B * T);
+  rows.forEach((r, b) => {
+    if (r.length > T) throw new Error(`row ${b} has ${r.length} tokens, more than the batch length ${T}`);
+    ids.set(r, b * T + T - r.length);
+    mask.fill(1, b * T + T - r.length, (b + 1) * T);
+  });
+  return {
+    inputIds: tf.tensor2d(ids, [B, T], 'int32'),
+    attentionMask: tf.tensor2d(mask, [B, T], 'int32'),
+    lastIndex: tf.fill([B], T - 1, 'int32') as tf.Tensor1D,
+  };
+}
+
+export function disposeBatch(b: TokenBatch): void {
+  tf.dispose([b.inputIds, b.attentionMask, b.lastIndex]);
+}
+
+/** Running totals of truncations, for the run's report. */
+export class TruncationCounter {
+  instances = 0;
+  responsesCut = 0;
+  responseTokensCut = 0;
+  promptsShortened = 0;
+
+  add(t: Truncation): void {
+    this.instances++;
+    if (t.responseTokensCut > 0) this.responsesCut++;
+    this.responseTokensCut += t.responseTokensCut;
+    if (t.promptTurnsDropped > 0) this.promptsShortened++;
+  }
+
+  toString(): string {
+    return `${this.responsesCut} of ${this.instances} ECI inputs had their response cut (${this.responseTokensCut} tokens), ${this.promptsShortened} lost earlier prompt turns`;
+  }
+}
+
+/** One (prompt, response, criterion) of a record, by ids. */
+export interface EciItem {
+  record: RubricRecord;
+  responseId: string;
+  criterionId: string;
+}
+
+function instanceOf(tok: ChatTokenizer, item: EciItem, opts: EciOptions): EciInstance {
+  const response = item.record.responses.find((r) => r.id === item.responseId);
+  const criterion = item.record.criteria.find((c) => c.id === item.criterionId);
+  if (!response || !criterion) throw new Error(`record ${item.record.id}: no response "${item.responseId}" or criterion "${item.criterionId}"`);
+  return eciInstance(tok, item.record.prompt, response.text, criterion, opts);
+}
+
+/** A batch of ECI items (pointwise), counting truncations in `counter`. */
+export function eciBatch(tok: ChatTokenizer, items: EciItem[], opts: EciOptions & { counter?: TruncationCounter } = {}): TokenBatch {
+  const rows = items.map((it) => {
+    const inst = instanceOf(tok, it, opts);
+    opts.counter?.add(inst.truncation);
+    return inst.ids;
+  });
+  return padBatch(rows, tok.padTokenId);
+}
+
+/**
+ * Pairwise batches for Bradley-Terry on one criterion per pair: row i of `chosen` and row i of
+ * `rejected` are the same prompt and criterion with the two responses, padded to one length.
+ */
+export function eciPairBatch(
+  tok: ChatTokenizer,
+  pairs: { record: RubricRecord; chosen: string; rejected: string; criterionId: string }[],
+  opts: EciOptions & { counter?: TruncationCounter } = {},
+): { chosen: TokenBatch; rejected: TokenBatch } {
+  const side = (key: 'chosen' | 'rejected') =>
+    pairs.map((p) => {
+      const inst = instanceOf(tok, { record: p.record, responseId: p[key], criterionId: p.criterionId }, opts);
+      opts.counter?.add(inst.truncation);
+      return inst.ids;
+    });
+  const c = side('chosen');
+  const r = side('rejected');
+  const T = Math.max(...c.map((x) => x.length), ...r.map((x) => x.length));
+  return { chosen: padBatch(c, tok.padTokenId, T), rejected: padBatch(r, tok.padTokenId, T) };
+}

@@ -1,0 +1,80 @@
+// ECI inputs: the rendered text written out by hand from the template, the truncation rules,
+// padding, masks and last-token indices, and aligned pairwise batches.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs';
+import { ECI_INSTRUCTION, eciInstance, eciPairBatch, padBatch, TruncationCounter } from '../../src/data/eci.js';
+import { loadTokenizer } from '../../src/data/tokenizer.js';
+import type { RubricRecord } from '../../src/data/schema.js';
+import { useBackend } from '../helpers/backends.js';
+
+const tok = loadTokenizer();
+test.before(() => useBackend('cpu'));
+const criterion = { text: 'Tells the user to call emergency services now.', tier: 'safety' as const };
+const prompt = [{ role: 'user', content: 'My father has crushing chest pain.' }];
+
+test('the criterion is injected as a system block before the conversation; the input ends at <|im_end|>', () => {
+  const { ids, truncation } = eciInstance(tok, prompt, 'Call 911 now.', criterion);
+  const expected =
+    `<|im_start|>system\n${ECI_INSTRUCTION}\nCriterion (safety): Tells the user to call emergency services now.<|im_end|>\n` +
+    '<|im_start|>user\nMy father has crushing chest pain.<|im_end|>\n' +
+    '<|im_start|>assistant\n<think>\n\n</think>\n\nCall 911 now.<|im_end|>';
+  assert.is(tok.decode(ids), expected);
+  assert.is(ids.at(-1), 151645);
+  assert.equal(truncation, { responseTokensCut: 0, promptTurnsDropped: 0 });
+});
+
+test('too long: the response tail goes first, then the oldest turns; the criterion and last turn never', () => {
+  const long = 'word '.repeat(400);
+  const full = eciInstance(tok, prompt, long, criterion);
+  const cut = eciInstance(tok, prompt, long, criterion, { maxLength: 120 });
+  assert.is(cut.ids.length, 120);
+  assert.ok(cut.truncation.responseTokensCut > 0);
+  assert.is(full.ids.length - cut.ids.length, cut.truncation.responseTokensCut);
+  const text = tok.decode(cut.ids);
+  assert.ok(text.includes('Criterion (safety): Tells the user to call emergency services now.'));
+  assert.ok(text.endsWith('word<|im_end|>') || text.endsWith('word <|im_end|>'));
+
+  const turns = [
+    { role: 'user', content: 'First question, quite long: ' + 'detail '.repeat(80) },
+    { role: 'assistant', content: 'An earlier answer.' },
+    { role: 'user', content: 'My father has crushing chest pain.' },
+  ];
+  const short = eciInstance(tok, turns, 'Call 911 now.', criterion, { maxLength: 90 });
+  assert.is(short.truncation.promptTurnsDropped, 2);
+  assert.ok(tok.decode(short.ids).includes('My father has crushing chest pain.'));
+  assert.not.ok(tok.decode(short.ids).includes('First question'));
+  assert.throws(() => eciInstance(tok, prompt, 'x', criterion, { maxLength: 20 }), /cannot fit in 20 tokens/);
+  const counter = new TruncationCounter();
+  counter.add(cut.truncation);
+  counter.add(short.truncation);
+  counter.add(full.truncation);
+  assert.match(counter.toString(), /^1 of 3 ECI inputs had their response cut \(\d+ tokens\), 1 lost earlier prompt turns$/);
+});
+
+test('padding is on the left: masks mark tokens, the last real token is in the last column', () => {
+  const b = padBatch([[5, 6, 7], [8]], 0);
+  assert.equal(b.inputIds.arraySync(), [[5, 6, 7], [0, 0, 8]]);
+  assert.equal(b.attentionMask.arraySync(), [[1, 1, 1], [0, 0, 1]]);
+  assert.equal(Array.from(b.lastIndex.dataSync()), [2, 2]);
+  tf.dispose([b.inputIds, b.attentionMask, b.lastIndex]);
+});
+
+test('pairwise batches keep chosen and rejected aligned row by row on one length', () => {
+  const record: RubricRecord = {
+    id: 'r', prompt, criteria: [{ id: 'c1', ...criterion }, { id: 'c2', text: 'Is calm.', tier: 'excellence' }],
+    responses: [{ id: 'good', text: 'Call emergency services now; chew an aspirin only if a clinician says so.' }, { id: 'bad', text: 'Wait and see.' }],
+  };
+  const { chosen, rejected } = eciPairBatch(tok, [
+    { record, chosen: 'good', rejected: 'bad', criterionId: 'c1' },
+    { record, chosen: 'bad', rejected: 'good', criterionId: 'c2' },
+  ]);
+  assert.equal(chosen.inputIds.shape, rejected.inputIds.shape);
+  const text = (b: typeof chosen, row: number) => tok.decode((b.inputIds.arraySync() as number[][])[row].filter((_, j) => (b.attentionMask.arraySync() as number[][])[row][j] === 1));
+  assert.ok(text(chosen, 0).includes('Criterion (safety)') && text(chosen, 0).includes('Call emergency services now'));
+  assert.ok(text(rejected, 0).includes('Criterion (safety)') && text(rejected, 0).includes('Wait and see.'));
+  assert.ok(text(chosen, 1).includes('Criterion (excellence): Is calm.') && text(chosen, 1).includes('Wait and see.'));
+  tf.dispose([chosen.inputIds, chosen.attentionMask, chosen.lastIndex, rejected.inputIds, rejected.attentionMask, rejected.lastIndex]);
+});
+
+test.run();
