@@ -37,14 +37,30 @@ export { ChatTokenizer, loadTokenizer, defaultTokenizerDir, QWEN3_TOKENS, Tokeni
 export { renderChat } from './data/chat.js';
 export type { ChatMessage, ChatTemplateOptions } from './data/chat.js';
 
+// data: records, importers, ECI batches
+export { validateRecord, criterionPairs, gradeValue, DataError, TIERS } from './data/schema.js';
+export type { RubricRecord, Criterion, ResponseItem, Preference, Tier } from './data/schema.js';
+export { readRecords, loadRecords, RecordReader } from './data/records.js';
+export type { ReadOptions, SkippedLine } from './data/records.js';
+export { FORMATS, AVOID_PREFIX, fromHealthBench, fromKqa, fromKqaNli, fromRar, fromUltraMedical } from './data/importers.js';
+export type { RecordFormat } from './data/importers.js';
+export { jsonLines, csvRows, textLines } from './data/lines.js';
+export { eciInstance, eciBatch, eciPairBatch, padBatch, disposeBatch, criterionBlock, TruncationCounter, ECI_INSTRUCTION } from './data/eci.js';
+export type { EciInstance, EciItem, EciOptions, TokenBatch, Truncation } from './data/eci.js';
+export { syntheticRecords } from './data/synthetic.js';
+
+// reward: scoring formulas
+export { healthbenchScore, healthbenchItems } from './reward/healthbench.js';
+export type { HealthBenchItem } from './reward/healthbench.js';
+
 // train: what every trainer shares
 export { AdamW } from './train/adamw.js';
 export type { AdamWOptions } from './train/adamw.js';
 export { clipByGlobalNorm } from './train/clip.js';
 export { lrSchedule } from './train/schedule.js';
 export type { ScheduleOptions, ScheduleType } from './train/schedule.js';
-export { Rng } from './train/rng.js';
-export type { RngState } from './train/rng.js';
+export { Rng } from './data/rng.js';
+export type { RngState } from './data/rng.js';
 export { MetricsLog, Progress } from './train/metrics.js';
 export type { MetricsRow } from './train/metrics.js';
 export { renderChart } from './train/chart.js';

@@ -10,7 +10,7 @@ import { renderChart } from './chart.js';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { clipByGlobalNorm } from './clip.js';
 import { MetricsLog, Progress, type MetricsRow } from './metrics.js';
-import { Rng } from './rng.js';
+import { Rng } from '../data/rng.js';
 import { lrSchedule, type ScheduleOptions } from './schedule.js';
 
 export interface TrainingRunOptions {

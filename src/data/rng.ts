@@ -1,4 +1,4 @@
-// A seeded random stream whose state can be saved and restored (for exact resume).
+// A seeded random stream whose state can be saved and restored: data order, sampling, resume.
 import seedrandom from 'seedrandom';
 
 export type RngState = object;
