@@ -49,9 +49,22 @@ export { eciInstance, eciBatch, eciPairBatch, padBatch, disposeBatch, criterionB
 export type { EciInstance, EciItem, EciOptions, TokenBatch, Truncation } from './data/eci.js';
 export { syntheticRecords } from './data/synthetic.js';
 
-// reward: scoring formulas
+// reward: the criteria-injected reward model
 export { healthbenchScore, healthbenchItems } from './reward/healthbench.js';
 export type { HealthBenchItem } from './reward/healthbench.js';
+export { promedicalScores, promedicalReward, compareResponses } from './reward/scores.js';
+export type { CriterionResult, TierScores, RewardWeights } from './reward/scores.js';
+export { bradleyTerryLoss, pointwiseLoss } from './reward/losses.js';
+export { CriteriaRewardModel } from './reward/model.js';
+export type { RewardModelOptions, ScoredResponse } from './reward/model.js';
+export { trainRewardModel, rewardPairs } from './reward/trainer.js';
+export type { RewardTrainingOptions, RewardPair } from './reward/trainer.js';
+
+// eval
+export { pairwiseAccuracy, accuracy, binaryScores } from './eval/metrics.js';
+export type { BinaryScores } from './eval/metrics.js';
+export { evaluateJudge, judgeMetrics } from './eval/judge.js';
+export type { JudgeMetrics } from './eval/judge.js';
 
 // train: what every trainer shares
 export { AdamW } from './train/adamw.js';

@@ -1,0 +1,158 @@
+// The criteria-injected reward model (ProMedical's Explicit Criteria Injection): a Qwen3 backbone
+// reads (criterion, prompt, response) and one linear head per tier scores its last token, so a
+// safety criterion is scored by the safety head and never traded against proficiency.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { ChatMessage } from '../data/chat.js';
+import { eciBatch, disposeBatch, type EciItem, type TokenBatch } from '../data/eci.js';
+import { TIERS, type Criterion, type RubricRecord, type Tier } from '../data/schema.js';
+import { loadTokenizer, type ChatTokenizer } from '../data/tokenizer.js';
+import { loadQwen3, saveQwen3 } from '../model/checkpoint.js';
+import { loadLora, saveLora } from '../model/lora.js';
+import type { Qwen3ForCausalLM } from '../model/qwen3.js';
+import { atomicWrite, readSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { promedicalReward, promedicalScores, type RewardWeights, type TierScores } from './scores.js';
+
+export interface RewardModelOptions {
+  /** One head for every tier (the ablation of ECI's tier heads). Default false. */
+  sharedHead?: boolean;
+  /** Longest ECI input in tokens (default 512). */
+  maxLength?: number;
+  /** Seeds the heads' initialisation. */
+  seed?: number;
+}
+
+export interface ScoredResponse {
+  /** P(criterion met) per criterion, in the order given. */
+  probabilities: number[];
+  scores: TierScores;
+  reward: number;
+}
+
+const CONFIG_FILE = 'reward_config.json';
+
+export class CriteriaRewardModel {
+  readonly sharedHead: boolean;
+  readonly maxLength: number;
+  /** Head weights by name: score.<tier>.weight [1, H] (or score.weight when shared). */
+  readonly heads = new Map<string, tf.Variable>();
+
+  constructor(
+    readonly backbone: Qwen3ForCausalLM,
+    readonly tokenizer: ChatTokenizer,
+    opts: RewardModelOptions = {},
+  ) {
+    this.sharedHead = opts.sharedHead ?? false;
+    this.maxLength = opts.maxLength ?? 512;
+    const H = backbone.config.hiddenSize;
+    const names = this.sharedHead ? ['score.weight'] : TIERS.map((t) => `score.${t}.weight`);
+    names.forEach((n, i) => this.heads.set(n, tf.variable(tf.randomNormal([1, H], 0, 0.02, 'float32', (opts.seed ?? 0) * 1009 + i + 1))));
+  }
+
+  /** Everything that trains: the backbone's trainable parameters (or its adapters) and the heads. */
+  trainableParameters(): Map<string, tf.Variable> {
+    return new Map([...this.backbone.trainableParameters(), ...this.heads]);
+  }
+
+  /** One logit per row of `batch`; row i is scored by the head of tiers[i]. */
+  score(batch: TokenBatch, tiers: Tier[]): tf.Tensor1D {
+    return tf.tidy(() => {
+      const hidden = this.backbone.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
+      const [B, T, H] = hidden.shape;
+      const last = hidden.slice([0, T - 1, 0], [B, 1, H]).reshape([B, H]); // left padded: last column
+      const W = tf.concat([...this.heads.values()], 0); // [heads, H]
+      const index = tf.tensor1d(tiers.map((t) => (this.sharedHead ? 0 : TIERS.indexOf(t))), 'int32');
+      return last.mul(tf.gather(W, index)).sum(-1) as tf.Tensor1D;
+    });
+  }
+
+  /** Logits of ECI items, in batches (no gradient; for evaluation and scoring). */
+  async scoreItems(items: EciItem[], batchSize = 16): Promise<Float32Array> {
+    const out = new Float32Array(items.length);
+    for (let i = 0; i < items.length; i += batchSize) {
+      const chunk = items.slice(i, i + batchSize);
+      const batch = eciBatch(this.tokenizer, chunk, { maxLength: this.maxLength });
+      const tiers = chunk.map((it) => it.record.criteria.find((c) => c.id === it.criterionId)!.tier);
+      const logits = this.score(batch, tiers);
+      out.set(await logits.data(), i);
+      logits.dispose();
+      disposeBatch(batch);
+    }
+    return out;
+  }
+
+  /** Per-criterion probabilities, tier scores S1/S2/S3 and the scalar reward of each response. */
+  async scoreResponses(prompt: ChatMessage[], responses: string[], criteria: Criterion[], weights: RewardWeights = {}): Promise<ScoredResponse[]> {
+    if (criteria.length === 0) throw new Error('scoreResponses: no criteria to score against');
+    const record: RubricRecord = { id: 'score', prompt, criteria, responses: responses.map((text, i) => ({ id: `r${i}`, text })) };
+    const items = record.responses.flatMap((r) => criteria.map((c) => ({ record, responseId: r.id, criterionId: c.id })));
+    const logits = await this.scoreItems(items);
+    return responses.map((_, i) => {
+      const probabilities = criteria.map((_, j) => 1 / (1 + Math.exp(-logits[i * criteria.length + j])));
+      const scores = promedicalScores(criteria.map((c, j) => ({ tier: c.tier, weight: c.weight, met: probabilities[j] })));
+      return { probabilities, scores, reward: promedicalReward(scores, weights) };
+    });
+  }
+
+  /**
+   * Writes the model: backbone/ (HF folder, with the tokenizer files) or, with LoRA, adapter/ and
+   * the base model's path; heads.safetensors; reward_config.json saying how to rebuild it.
+   */
+  async save(dir: string, opts: { baseModel?: string } = {}): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    const lora = this.backbone.adapters.size > 0;
+    if (lora) {
+      if (!opts.baseModel) throw new Error('saving a LoRA reward model needs opts.baseModel (the base checkpoint folder)');
+      await saveLora(this.backbone, path.join(dir, 'adapter'), { baseModelNameOrPath: opts.baseModel });
+    } else {
+      await saveQwen3(this.backbone, path.join(dir, 'backbone'), { dtype: 'float32' });
+      this.writeTokenizer(path.join(dir, 'backbone'));
+    }
+    await writeSafetensors(path.join(dir, 'heads.safetensors'), this.heads, { metadata: { format: 'pt' } });
+    const config = {
+      format: 'promedical-criteria-reward-model',
+      version: 1,
+      shared_head: this.sharedHead,
+      tiers: TIERS,
+      max_length: this.maxLength,
+      backbone: lora ? { base: path.resolve(opts.baseModel!), adapter: 'adapter' } : { path: 'backbone' },
+    };
+    await atomicWrite(path.join(dir, CONFIG_FILE), (fh) => fh.writeFile(JSON.stringify(config, null, 2) + '\n'));
+  }
+
+  private writeTokenizer(dir: string): void {
+    const src = path.dirname(this.tokenizer.source);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    }
+  }
+
+  /** Rebuilds a model written by save(). */
+  static async load(dir: string): Promise<CriteriaRewardModel> {
+    const file = path.join(dir, CONFIG_FILE);
+    if (!fs.existsSync(file)) throw new Error(`${file}: not found; is ${dir} a reward model saved by CriteriaRewardModel.save?`);
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { shared_head: boolean; max_length: number; backbone: { path?: string; base?: string; adapter?: string } };
+    const backboneDir = cfg.backbone.path ? path.join(dir, cfg.backbone.path) : cfg.backbone.base!;
+    const backbone = await loadQwen3(backboneDir);
+    if (cfg.backbone.adapter) loadLora(backbone, path.join(dir, cfg.backbone.adapter));
+    const tokenizer = loadTokenizer(fs.existsSync(path.join(backboneDir, 'tokenizer.json')) ? backboneDir : undefined);
+    const rm = new CriteriaRewardModel(backbone, tokenizer, { sharedHead: cfg.shared_head, maxLength: cfg.max_length });
+    const st = readSafetensors(path.join(dir, 'heads.safetensors'));
+    try {
+      for (const [name, v] of rm.heads) {
+        const t = st.tensor(name);
+        v.assign(t);
+        t.dispose();
+      }
+    } finally {
+      st.close();
+    }
+    return rm;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.heads.values()]);
+    this.backbone.dispose();
+  }
+}

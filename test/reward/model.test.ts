@@ -1,0 +1,106 @@
+// The criteria-injected reward model on the bundled tiny Qwen3: tier heads read the last token,
+// scoring follows the ProMedical formulas, training keeps the tensor count flat, and a saved
+// model scores exactly as before; train-rm stops on a bad data file with file:line.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { padBatch } from '../../src/data/eci.js';
+import { loadRecords } from '../../src/data/records.js';
+import { loadTokenizer } from '../../src/data/tokenizer.js';
+import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { ensureTinyQwen3 } from '../../src/model/tiny.js';
+import { CriteriaRewardModel } from '../../src/reward/model.js';
+import { promedicalReward, promedicalScores } from '../../src/reward/scores.js';
+import { trainRewardModel } from '../../src/reward/trainer.js';
+import { maxAbsDiff, useBackend } from '../helpers/backends.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-rm-'));
+const root = new URL('../../', import.meta.url).pathname;
+let dir = '';
+test.before(async () => {
+  await useBackend('wasm');
+  dir = await ensureTinyQwen3(undefined, { log: () => {} });
+});
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+async function makeRm(sharedHead = false) {
+  return new CriteriaRewardModel(await loadQwen3(dir), loadTokenizer(dir), { sharedHead, maxLength: 256, seed: 3 });
+}
+
+test('each row is scored by its tier head at the last token: logit = h_last . w_tier', async () => {
+  const rm = await makeRm();
+  const batch = padBatch([[151644, 872, 198, 9707, 151645], [9707, 1879, 151645]], 151643);
+  const tiers = ['safety', 'excellence'] as const;
+  const logits = rm.score(batch, [...tiers]).dataSync();
+  const hidden = rm.backbone.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask }).arraySync() as number[][][];
+  tiers.forEach((t, b) => {
+    const h = hidden[b][hidden[b].length - 1];
+    const w = rm.heads.get(`score.${t}.weight`)!.dataSync();
+    const dot = h.reduce((a, v, j) => a + v * w[j], 0);
+    assert.ok(Math.abs(logits[b] - dot) < 1e-5, `row ${b}`);
+  });
+  // The same input under another tier's head scores differently: heads are separate.
+  const same = padBatch([[9707, 1879, 151645], [9707, 1879, 151645]], 151643);
+  const two = rm.score(same, ['safety', 'proficiency']).dataSync();
+  assert.ok(Math.abs(two[0] - two[1]) > 1e-6);
+  const shared = await makeRm(true);
+  const one = shared.score(same, ['safety', 'proficiency']).dataSync();
+  assert.ok(Math.abs(one[0] - one[1]) < 1e-7, 'a shared head scores the same input identically for any tier');
+  rm.dispose();
+  shared.dispose();
+});
+
+test('scoreResponses gives probabilities, S1/S2/S3 and the reward by the ProMedical formulas', async () => {
+  const rm = await makeRm();
+  const [record] = await loadRecords(path.join(root, 'data/test.jsonl'));
+  const scored = await rm.scoreResponses(record.prompt, record.responses.map((r) => r.text), record.criteria);
+  assert.is(scored.length, record.responses.length);
+  for (const s of scored) {
+    assert.ok(s.probabilities.every((p) => p > 0 && p < 1));
+    const expected = promedicalScores(record.criteria.map((c, j) => ({ tier: c.tier, weight: c.weight, met: s.probabilities[j] })));
+    assert.equal(s.scores, expected);
+    assert.is(s.reward, promedicalReward(expected));
+  }
+  rm.dispose();
+});
+
+test('training keeps the tensor count flat; the saved model scores exactly as the trained one', async () => {
+  const rm = await makeRm();
+  const train = (await loadRecords(path.join(root, 'data/train.jsonl'))).slice(0, 6);
+  const counts: number[] = [];
+  const { run } = await trainRewardModel({
+    rm, train, runDir: path.join(tmp, 'run'), steps: 4, lr: 1e-3, batchSize: 4, microBatch: 2, seed: 1, quiet: true, evalEvery: 1,
+    evaluate: async () => {
+      counts.push(tf.memory().numTensors);
+      return {};
+    },
+  });
+  assert.equal(new Set(counts.slice(1)).size, 1, `numTensors after each step: ${counts}`);
+  const records = train.slice(0, 2);
+  const items = records.flatMap((record) => record.responses.flatMap((r) => record.criteria.map((c) => ({ record, responseId: r.id, criterionId: c.id }))));
+  const before = await rm.scoreItems(items);
+  await rm.save(path.join(tmp, 'rm'));
+  const loaded = await CriteriaRewardModel.load(path.join(tmp, 'rm'));
+  const after = await loaded.scoreItems(items);
+  assert.is(maxAbsDiff(before, after), 0);
+  run.dispose();
+  rm.dispose();
+  loaded.dispose();
+});
+
+test('train-rm stops on a bad data file, naming file, line and field', () => {
+  const bad = path.join(tmp, 'bad.jsonl');
+  const lines = fs.readFileSync(path.join(root, 'data/train.jsonl'), 'utf8').split('\n').slice(0, 2);
+  const broken = JSON.parse(lines[1]);
+  broken.criteria[0].tier = 'vital';
+  fs.writeFileSync(bad, [lines[0], JSON.stringify(broken)].join('\n') + '\n');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/train-rm.ts', '--data', bad, '--steps', '1', '--out', path.join(tmp, 'bad-run')], { cwd: root, encoding: 'utf8', env: { ...process.env, PROMEDICAL_BACKEND: 'cpu' } });
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr, new RegExp(`${bad}:2: criteria\\[0\\]\\.tier: expected one of proficiency, excellence, safety, got "vital"`));
+});
+
+test.run();
