@@ -99,7 +99,10 @@ const { run, evaluation, truncation } = await trainRewardModel({
   resume: a.resume,
   config,
 });
-const { chart } = await run.finish({ title: `criteria-injected reward model (${a['shared-head'] ? 'shared head' : 'tier heads'})` });
+const { chart } = await run.finish({
+  title: `criteria-injected reward model (${a['shared-head'] ? 'shared head' : 'tier heads'})`,
+  metrics: ['loss', 'grad_norm', 'lr', 'eval_pairwise_accuracy', 'eval_pointwise_accuracy', 'eval_safety_veto_f1'],
+});
 backbone.training = false;
 const rmDir = path.join(a.out!, 'reward-model');
 await rm.save(rmDir, { baseModel: modelDir });

@@ -197,12 +197,13 @@ export class TrainingRun {
     return dir;
   }
 
-  /** Final checkpoint (unless this step is saved already) and the chart. */
-  async finish(opts: { title?: string } = {}): Promise<{ runDir: string; checkpoint: string; chart: string }> {
+  /** Final checkpoint (unless this step is saved already) and the chart (of `metrics`, or of
+   * every curve-like key). */
+  async finish(opts: { title?: string; metrics?: string[] } = {}): Promise<{ runDir: string; checkpoint: string; chart: string }> {
     this.progress.stop();
     const checkpoint = this.lastSaved === this.step ? latestCheckpoint(this.opts.runDir)! : await this.checkpoint();
     const chart = path.join(this.opts.runDir, 'chart.svg');
-    await renderChart(this.metrics.rows(), chart, { title: opts.title ?? this.opts.label });
+    await renderChart(this.metrics.rows(), chart, { title: opts.title ?? this.opts.label, metrics: opts.metrics });
     return { runDir: this.opts.runDir, checkpoint, chart };
   }
 

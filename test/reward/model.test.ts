@@ -92,6 +92,25 @@ test('training keeps the tensor count flat; the saved model scores exactly as th
   loaded.dispose();
 });
 
+test('a run killed after its step-2 checkpoint resumes to the same losses as the uninterrupted run', async () => {
+  const train = (await loadRecords(path.join(root, 'data/train.jsonl'))).slice(0, 5);
+  const go = async (runDir: string, resume: boolean) => {
+    const rm = await makeRm();
+    const { run } = await trainRewardModel({ rm, train, runDir, steps: 4, lr: 1e-3, batchSize: 4, microBatch: 4, seed: 2, quiet: true, saveEvery: 2, resume });
+    const losses = run.metrics.rows().filter((r) => typeof r.loss === 'number').map((r) => r.loss as number);
+    run.dispose();
+    rm.dispose();
+    return losses;
+  };
+  const runDir = path.join(tmp, 'killed');
+  const straight = await go(runDir, false);
+  // The kill: the step-4 checkpoint never happened.
+  fs.rmSync(path.join(runDir, 'checkpoints', 'step-000004'), { recursive: true });
+  const resumed = await go(runDir, true);
+  assert.is(straight.length, 4);
+  assert.equal(resumed, straight, 'metrics after resuming: steps 1-2 kept, 3-4 recomputed identically');
+});
+
 test('train-rm stops on a bad data file, naming file, line and field', () => {
   const bad = path.join(tmp, 'bad.jsonl');
   const lines = fs.readFileSync(path.join(root, 'data/train.jsonl'), 'utf8').split('\n').slice(0, 2);
