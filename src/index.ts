@@ -81,3 +81,9 @@ export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, c
 export type { TrainerState, CheckpointParts } from './train/checkpoint.js';
 export { TrainingRun, NonFiniteError } from './train/run.js';
 export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js';
+
+// grpo: the policy-optimisation math (the trainer comes next)
+export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
+export type { AdvantageOptions } from './grpo/advantages.js';
+export { grpoLoss, klEstimate } from './grpo/loss.js';
+export type { GrpoInputs, GrpoLossOptions, GrpoMetrics, KlKind } from './grpo/loss.js';
