@@ -80,6 +80,8 @@ export { renderChart } from './train/chart.js';
 export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, checkpointsDir } from './train/checkpoint.js';
 export type { TrainerState, CheckpointParts } from './train/checkpoint.js';
 export { TrainingRun, NonFiniteError } from './train/run.js';
+export { trainSft, sftExample } from './train/sft.js';
+export type { SftOptions, SftExample } from './train/sft.js';
 export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js';
 
 // grpo: the policy-optimisation math (the trainer comes next)

@@ -1,0 +1,112 @@
+// Supervised fine-tuning with TRL SFTTrainer's completion-only loss: the prompt is rendered with
+// the chat template (generation prompt included), the response follows, and only response tokens
+// (and the closing <|im_end|>) are predicted.
+import * as tf from '@tensorflow/tfjs';
+import type { ChatMessage } from '../data/chat.js';
+import { disposeBatch, padBatch } from '../data/eci.js';
+import { Rng } from '../data/rng.js';
+import type { RubricRecord } from '../data/schema.js';
+import type { ChatTokenizer } from '../data/tokenizer.js';
+import type { Qwen3ForCausalLM } from '../model/qwen3.js';
+import { nextTokenLoss } from '../ops/logprobs.js';
+import { TrainingRun, type TrainingRunOptions } from './run.js';
+
+export interface SftExample {
+  ids: number[];
+  /** 1 where the token is a training target (the response and its end token). */
+  targets: number[];
+}
+
+/** Token ids of prompt + response, with the response marked as the target. Long inputs lose the
+ * response tail first (keeping its end token), then fail if the prompt alone does not fit. */
+export function sftExample(tok: ChatTokenizer, prompt: ChatMessage[], response: string, maxLength: number): SftExample {
+  const promptIds = tok.encodeChat(prompt, { addGenerationPrompt: true, enableThinking: false });
+  const end = tok.tokenToId('<|im_end|>') ?? tok.eosTokenId;
+  let completion = tok.encode(response);
+  const room = maxLength - promptIds.length - 1;
+  if (room < 1) throw new Error(`SFT example cannot fit in ${maxLength} tokens: the prompt alone takes ${promptIds.length}`);
+  completion = completion.slice(0, room);
+  const ids = [...promptIds, ...completion, end];
+  return { ids, targets: ids.map((_, i) => (i >= promptIds.length ? 1 : 0)) };
+}
+
+export interface SftOptions {
+  model: Qwen3ForCausalLM;
+  tokenizer: ChatTokenizer;
+  records: RubricRecord[];
+  /** Which responses to imitate: all of them (mixed quality, the default) or the best-graded one. */
+  responses?: 'all' | 'best';
+  runDir: string;
+  steps: number;
+  lr: number;
+  /** Sequences per optimizer step (default 8), in micro-batches of microBatch (default 4). */
+  batchSize?: number;
+  microBatch?: number;
+  maxLength?: number;
+  seed: number;
+  resume?: boolean;
+  quiet?: boolean;
+  config?: Record<string, unknown>;
+  saveEvery?: number;
+}
+
+/** Mean grade of a response over the criteria it is graded on (1 for ungraded responses). */
+function quality(r: RubricRecord['responses'][number]): number {
+  const g = Object.values(r.grades ?? {}).map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
+  return g.length ? g.reduce((a, v) => a + v, 0) / g.length : 1;
+}
+
+export async function trainSft(opts: SftOptions): Promise<TrainingRun> {
+  const maxLength = opts.maxLength ?? 256;
+  const examples = opts.records.flatMap((rec) => {
+    const chosen = opts.responses === 'best' ? [rec.responses.reduce((a, b) => (quality(b) > quality(a) ? b : a))] : rec.responses;
+    return chosen.map((r) => sftExample(opts.tokenizer, rec.prompt, r.text, maxLength));
+  });
+  if (examples.length === 0) throw new Error('trainSft: no responses to train on');
+  const batchSize = opts.batchSize ?? 8;
+  const micro = Math.min(opts.microBatch ?? 4, batchSize);
+  const runOpts: TrainingRunOptions = {
+    runDir: opts.runDir, model: opts.model, lr: opts.lr, totalSteps: opts.steps, seed: opts.seed,
+    schedule: { type: 'cosine', warmupSteps: Math.max(1, Math.round(opts.steps * 0.05)) },
+    maxGradNorm: 1, saveEvery: opts.saveEvery ?? 0, resume: opts.resume, quiet: opts.quiet, config: opts.config, label: 'SFT',
+  };
+  const run = await TrainingRun.start(runOpts);
+  let pos = (run.data as { epoch: number; index: number } | undefined) ?? { epoch: 0, index: 0 };
+  const orderOf = (epoch: number) => new Rng(`${opts.seed}:sft:${epoch}`).shuffle(examples.map((_, i) => i));
+  let order = orderOf(pos.epoch);
+  const pad = opts.tokenizer.padTokenId;
+  while (!run.done) {
+    const picked: SftExample[] = [];
+    while (picked.length < batchSize) {
+      if (pos.index >= order.length) {
+        pos = { epoch: pos.epoch + 1, index: 0 };
+        order = orderOf(pos.epoch);
+      }
+      picked.push(examples[order[pos.index++]]);
+    }
+    run.data = { ...pos };
+    const count = (e: SftExample) => e.targets.reduce((x, y) => x + y, 0);
+    const totalTargets = picked.reduce((a, e) => a + count(e), 0);
+    const micros = [];
+    for (let i = 0; i < picked.length; i += micro) {
+      const group = picked.slice(i, i + micro);
+      const batch = padBatch(group.map((e) => e.ids), pad);
+      const T = batch.inputIds.shape[1];
+      const targets = tf.tensor2d(group.map((e) => [...Array(T - e.targets.length).fill(0), ...e.targets]), [group.length, T], 'int32');
+      const share = group.reduce((a, e) => a + count(e), 0) / Math.max(1, totalTargets);
+      micros.push({ batch, targets, share });
+    }
+    await run.trainStep(
+      micros.map((mb) => ({
+        weight: mb.share, // token-level mean over the whole step, as TRL averages over target tokens
+        loss: () => nextTokenLoss(opts.model.forward(mb.batch.inputIds, { attentionMask: mb.batch.attentionMask }), mb.batch.inputIds, mb.targets),
+      })),
+      { tokens: micros.reduce((a, mb) => a + mb.batch.inputIds.size, 0) },
+    );
+    for (const mb of micros) {
+      disposeBatch(mb.batch);
+      mb.targets.dispose();
+    }
+  }
+  return run;
+}

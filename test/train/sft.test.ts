@@ -1,0 +1,45 @@
+// SFT: only response tokens (and the end token) are targets; a short run lowers the loss on its
+// data and keeps the prompt tokens out of the loss.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadRecords } from '../../src/data/records.js';
+import { loadTokenizer } from '../../src/data/tokenizer.js';
+import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { ensureTinyQwen3 } from '../../src/model/tiny.js';
+import { sftExample, trainSft } from '../../src/train/sft.js';
+import { useBackend } from '../helpers/backends.js';
+
+const tok = loadTokenizer();
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-sft-'));
+test.before(() => useBackend('wasm'));
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('targets are exactly the response and its end token; the prompt ends with the generation prompt', () => {
+  const prompt = [{ role: 'user', content: 'Is 38.5 C a fever?' }];
+  const e = sftExample(tok, prompt, 'Yes, for an adult it is a fever.', 128);
+  const first = e.targets.indexOf(1);
+  assert.is(tok.decode(e.ids.slice(0, first)), '<|im_start|>user\nIs 38.5 C a fever?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n');
+  assert.is(tok.decode(e.ids.slice(first)), 'Yes, for an adult it is a fever.<|im_end|>');
+  assert.ok(e.targets.slice(first).every((t) => t === 1));
+  const cut = sftExample(tok, prompt, 'word '.repeat(200), 40);
+  assert.is(cut.ids.length, 40);
+  assert.is(cut.ids.at(-1), 151645, 'the end token survives truncation');
+  assert.throws(() => sftExample(tok, prompt, 'x', 10), /cannot fit in 10 tokens/);
+});
+
+test('a few SFT steps on two records lower the loss', async () => {
+  const dir = await ensureTinyQwen3(undefined, { log: () => {} });
+  const model = await loadQwen3(dir);
+  const records = (await loadRecords(new URL('../../data/train.jsonl', import.meta.url).pathname)).slice(0, 2);
+  const run = await trainSft({ model, tokenizer: loadTokenizer(dir), records, responses: 'best', runDir: path.join(tmp, 'sft'), steps: 6, lr: 5e-3, batchSize: 2, microBatch: 1, maxLength: 160, seed: 0, quiet: true });
+  const losses = run.metrics.rows().map((r) => r.loss as number);
+  assert.is(losses.length, 6);
+  assert.ok(losses[5] < losses[0] - 0.5, `loss ${losses[0]} -> ${losses[5]}`);
+  run.dispose();
+  model.dispose();
+});
+
+test.run();
