@@ -11,7 +11,7 @@ const HELP = `Usage: npm run train-sft -- [flags]
   --model DIR       Hugging Face Qwen3 folder (default: the bundled tiny Qwen3)
   --data FILE       Records whose responses are imitated (default data/train.jsonl)
   --responses WHICH all (mixed quality, default) or best (the best-graded response per record)
-  --steps N         Optimizer steps (default 150)
+  --steps N         Optimizer steps (default 80)
   --lr X            Peak learning rate, cosine schedule (default 3e-3)
   --batch-size N    Sequences per step (default 8)
   --max-length N    Longest prompt + response in tokens (default 256)
@@ -26,7 +26,7 @@ const { values: a } = parseArgs({
     model: { type: 'string' },
     data: { type: 'string', default: 'data/train.jsonl' },
     responses: { type: 'string', default: 'all' },
-    steps: { type: 'string', default: '150' },
+    steps: { type: 'string', default: '80' },
     lr: { type: 'string', default: '3e-3' },
     'batch-size': { type: 'string', default: '8' },
     'max-length': { type: 'string', default: '256' },
