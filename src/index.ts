@@ -88,4 +88,6 @@ export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js'
 export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
 export type { AdvantageOptions } from './grpo/advantages.js';
 export { grpoLoss, klEstimate } from './grpo/loss.js';
+export { rollout, completionMasks } from './grpo/rollouts.js';
+export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';
 export type { GrpoInputs, GrpoLossOptions, GrpoMetrics, KlKind } from './grpo/loss.js';
