@@ -65,5 +65,5 @@ const fifth = Math.max(1, Math.floor(rows.length / 5));
 const mean = (xs: typeof rows) => xs.reduce((s, r) => s + (r.loss as number), 0) / xs.length;
 const prompt = tok.encodeChat(records[0].prompt, { addGenerationPrompt: true, enableThinking: false });
 const [sample] = await generate(model, [prompt], { maxNewTokens: 60, temperature: 0.7, topP: 0.8, topK: 20, seed: 0, stopTokenIds: tok.stopTokenIds });
-console.log(JSON.stringify({ run_dir: a.out, steps: run.step, loss_first: mean(rows.slice(0, fifth)), loss_last: mean(rows.slice(-fifth)), policy, chart, sample: tok.decode(sample, { skipSpecialTokens: true }) }));
+console.log(JSON.stringify({ run_dir: a.out, steps: run.step, loss_first: mean(rows.slice(0, fifth)), loss_last: mean(rows.slice(-fifth)), policy, chart, sample: tok.decode(sample.filter((id) => id < tok.vocabSize), { skipSpecialTokens: true }) }));
 run.dispose();
