@@ -91,5 +91,6 @@ export { grpoLoss, klEstimate } from './grpo/loss.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';
 export { trainGrpo } from './grpo/trainer.js';
+export { rubricReward, overlongPenalty } from './grpo/rewards.js';
 export type { GrpoOptions, GrpoPrompt, RewardFunction } from './grpo/trainer.js';
 export type { GrpoInputs, GrpoLossOptions, GrpoMetrics, KlKind } from './grpo/loss.js';
