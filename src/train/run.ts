@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import { AdamW } from './adamw.js';
 import { renderChart } from './chart.js';
-import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { checkpointsDir, latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { clipByGlobalNorm } from './clip.js';
 import { MetricsLog, Progress, type MetricsRow } from './metrics.js';
 import { Rng } from '../data/rng.js';
@@ -96,8 +96,14 @@ export class TrainingRun {
   static async start(opts: TrainingRunOptions): Promise<TrainingRun> {
     fs.mkdirSync(opts.runDir, { recursive: true });
     if (!opts.resume) {
-      fs.writeFileSync(path.join(opts.runDir, 'config.json'), JSON.stringify(opts.config ?? {}, null, 2) + '\n');
+      // A new run in a used folder starts clean: an old run's checkpoints would otherwise be taken
+      // for this run's by a later resume.
+      if (listCheckpoints(opts.runDir).length > 0 && !opts.quiet) {
+        process.stderr.write(`[promedical] ${opts.runDir}: starting a new run; the previous run's checkpoints and metrics are removed (use resume to continue it)\n`);
+      }
+      fs.rmSync(checkpointsDir(opts.runDir), { recursive: true, force: true });
       fs.rmSync(path.join(opts.runDir, 'metrics.jsonl'), { force: true });
+      fs.writeFileSync(path.join(opts.runDir, 'config.json'), JSON.stringify(opts.config ?? {}, null, 2) + '\n');
       return new TrainingRun(opts, null);
     }
     const ckpt = latestCheckpoint(opts.runDir);

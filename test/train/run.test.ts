@@ -90,6 +90,19 @@ test('resume: the steps after resuming have exactly the losses of the uninterrup
   }
 });
 
+test('a new run in a used folder drops the old run\'s checkpoints, so a later resume cannot pick them up', async () => {
+  const model = await loadQwen3(fixture);
+  const runDir = path.join(tmp, 'reused');
+  const first = await train(model, { runDir }, 6);
+  first.run.dispose();
+  assert.is(path.basename(latestCheckpoint(runDir)!), 'step-000006');
+  const second = await train(model, { runDir, saveEvery: 2 }, 2);
+  assert.equal(listCheckpoints(runDir).map((d) => path.basename(d)), ['step-000002']);
+  assert.equal(second.run.metrics.rows().map((r) => r.step), [1, 2]);
+  second.run.dispose();
+  model.dispose();
+});
+
 test('a crash while saving leaves the previous checkpoint complete and loadable', async () => {
   const model = await loadQwen3(fixture);
   const runDir = path.join(tmp, 'crash');
