@@ -65,6 +65,10 @@ export { pairwiseAccuracy, accuracy, binaryScores } from './eval/metrics.js';
 export type { BinaryScores } from './eval/metrics.js';
 export { evaluateJudge, judgeMetrics } from './eval/judge.js';
 export type { JudgeMetrics } from './eval/judge.js';
+export { bootstrapMean, bootstrapPairedDifference } from './eval/bootstrap.js';
+export type { Interval } from './eval/bootstrap.js';
+export { policyResponses, evaluatePolicyResponses } from './eval/policy.js';
+export type { PolicyReport, PolicyResponse } from './eval/policy.js';
 
 // train: what every trainer shares
 export { AdamW } from './train/adamw.js';
