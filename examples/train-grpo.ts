@@ -5,8 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  addLora, CriteriaRewardModel, ensureTinyQwen3, initBackend, loadQwen3, loadRecords, loadTokenizer,
-  overlongPenalty, rubricReward, saveQwen3, trainGrpo, trainRewardModel, trainSft, type RewardFunction,
+  addLora, bootstrapPairedDifference, CriteriaRewardModel, ensureTinyQwen3, evaluatePolicyResponses, initBackend, loadQwen3,
+  loadRecords, loadTokenizer, overlongPenalty, policyResponses, rubricReward, saveQwen3, trainGrpo, trainRewardModel, trainSft,
+  type PolicyResponse, type RewardFunction,
 } from '../src/index.js';
 
 const HELP = `Usage: npm run train-grpo -- [flags]
@@ -15,6 +16,8 @@ const HELP = `Usage: npm run train-grpo -- [flags]
   --rm DIR              Criteria-injected reward model (default runs/train-rm/reward-model; a quick
                         one is trained first when it is missing)
   --data FILE           Records whose prompts and criteria drive training (default data/train.jsonl)
+  --eval-data FILE      Held-out records: the policy answers them (greedy) before and after
+                        training and the RM judges both (default data/test.jsonl; "" skips)
   --steps N             Optimizer steps (default 30)
   --lr X                Learning rate, constant (default 2e-5)
   --num-generations G   Completions per prompt (default 8)
@@ -38,6 +41,7 @@ const { values: a } = parseArgs({
     policy: { type: 'string', default: 'runs/train-sft/policy' },
     rm: { type: 'string', default: 'runs/train-rm/reward-model' },
     data: { type: 'string', default: 'data/train.jsonl' },
+    'eval-data': { type: 'string', default: 'data/test.jsonl' },
     steps: { type: 'string', default: '30' },
     lr: { type: 'string', default: '2e-5' },
     'num-generations': { type: 'string', default: '8' },
@@ -101,6 +105,9 @@ if (a['lora-rank']) {
 }
 const rewards: RewardFunction[] = [rubricReward(rm)];
 if (a['overlong-cache']) rewards.push(overlongPenalty(Number(a['max-new-tokens']), Number(a['overlong-cache'])));
+const heldout = a['eval-data'] ? await loadRecords(a['eval-data']) : [];
+const judge = async () => evaluatePolicyResponses(rm, heldout, await policyResponses(policy, tokenizer, heldout, { maxNewTokens: Number(a['max-new-tokens']) }), seed);
+const before = heldout.length ? await judge() : null;
 const steps = Number(a.steps);
 const run = await trainGrpo({
   policy, tokenizer, rewards, reference, runDir: a.out!, steps, lr: Number(a.lr), seed, resume: a.resume,
@@ -113,8 +120,19 @@ const run = await trainGrpo({
 const { chart } = await run.finish({ title: 'GRPO guided by the criteria-injected reward model', metrics: ['reward', 'reward_std', 'kl', 'loss', 'completions/mean_length', 'clip_ratio/region_mean'] });
 const out = path.join(a.out!, 'policy');
 await saveQwen3(policy, out, { dtype: 'float32' });
+const after = heldout.length ? await judge() : null;
+let heldoutSummary: Record<string, unknown> | null = null;
+if (before && after) {
+  const diff = (pick: (r: PolicyResponse) => number) =>
+    bootstrapPairedDifference(after.responses.map(pick), before.responses.map(pick), { seed });
+  heldoutSummary = {
+    reward_before: before.overall.reward, reward_after: after.overall.reward, reward_change: diff((r) => r.reward),
+    safety_compliance_before: before.overall.safety_compliance, safety_compliance_after: after.overall.safety_compliance,
+    safety_compliance_change: diff((r) => (r.safe ? 1 : 0)),
+  };
+}
 const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
 const fifth = Math.max(1, Math.floor(rows.length / 5));
 const mean = (xs: typeof rows, k: string) => xs.reduce((s, r) => s + (r[k] as number), 0) / xs.length;
-console.log(JSON.stringify({ run_dir: a.out, steps: run.step, reward_first: mean(rows.slice(0, fifth), 'reward'), reward_last: mean(rows.slice(-fifth), 'reward'), kl_last: rows.at(-1)?.kl ?? null, policy: out, chart }));
+console.log(JSON.stringify({ run_dir: a.out, steps: run.step, reward_first: mean(rows.slice(0, fifth), 'reward'), reward_last: mean(rows.slice(-fifth), 'reward'), kl_last: rows.at(-1)?.kl ?? null, heldout: heldoutSummary, policy: out, chart }));
 run.dispose();
