@@ -36,3 +36,49 @@ export class Rng {
     return this.prng.state();
   }
 }
+
+/** Where a data loader stands: the epoch, and the index into that epoch's shuffled order. */
+export interface EpochPosition {
+  epoch: number;
+  index: number;
+}
+
+/**
+ * Draws item indices epoch by epoch, each epoch in its own shuffled order derived from
+ * (key, epoch): a resumed run needs only the position to continue exactly where it stopped.
+ */
+export class EpochSampler {
+  private pos: EpochPosition;
+  private order: number[];
+
+  constructor(
+    private readonly size: number,
+    private readonly key: string,
+    position: EpochPosition = { epoch: 0, index: 0 },
+  ) {
+    if (size <= 0) throw new Error('EpochSampler: nothing to sample from');
+    this.pos = { ...position };
+    this.order = this.orderOf(this.pos.epoch);
+  }
+
+  private orderOf(epoch: number): number[] {
+    return new Rng(`${this.key}:${epoch}`).shuffle(Array.from({ length: this.size }, (_, i) => i));
+  }
+
+  /** The next n indices, moving into new epochs as needed. */
+  take(n: number): number[] {
+    const out: number[] = [];
+    while (out.length < n) {
+      if (this.pos.index >= this.order.length) {
+        this.pos = { epoch: this.pos.epoch + 1, index: 0 };
+        this.order = this.orderOf(this.pos.epoch);
+      }
+      out.push(this.order[this.pos.index++]);
+    }
+    return out;
+  }
+
+  get position(): EpochPosition {
+    return { ...this.pos };
+  }
+}

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ChatMessage } from '../data/chat.js';
 import { padBatch, disposeBatch } from '../data/eci.js';
-import { Rng } from '../data/rng.js';
+import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import { withAdaptersDisabled } from '../model/lora.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
@@ -87,22 +87,13 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     runDir: opts.runDir, model: policy, lr: opts.lr, totalSteps: opts.steps, seed: opts.seed, schedule: { type: 'constant' },
     maxGradNorm: 1, saveEvery: opts.saveEvery ?? 0, resume: opts.resume, quiet: opts.quiet, config: opts.config, label: 'GRPO',
   });
-  let pos = (run.data as { epoch: number; index: number } | undefined) ?? { epoch: 0, index: 0 };
-  const orderOf = (epoch: number) => new Rng(`${opts.seed}:grpo:${epoch}`).shuffle(opts.prompts.map((_, i) => i));
-  let order = orderOf(pos.epoch);
+  const sampler = new EpochSampler(opts.prompts.length, `${opts.seed}:grpo`, run.data as EpochPosition | undefined);
   const stops = tok.stopTokenIds;
   const pad = tok.padTokenId;
 
   while (!run.done) {
-    const picked: GrpoPrompt[] = [];
-    while (picked.length < P) {
-      if (pos.index >= order.length) {
-        pos = { epoch: pos.epoch + 1, index: 0 };
-        order = orderOf(pos.epoch);
-      }
-      picked.push(opts.prompts[order[pos.index++]]);
-    }
-    run.data = { ...pos };
+    const picked = sampler.take(P).map((i) => opts.prompts[i]);
+    run.data = sampler.position;
     // 1. Rollouts with the current policy (sampling: no dropout).
     const promptIds = picked.map((p) => tok.encodeChat(p.messages, { addGenerationPrompt: true, enableThinking: false }));
     policy.training = false;
@@ -152,7 +143,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
             return loss;
           },
         })),
-        { tokens: slices.reduce((a, s) => a + s.batch.inputIds.size, 0), metrics: {} },
+        { tokens: slices.reduce((a, s) => a + s.batch.inputIds.size, 0) },
       );
       const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : NaN);
       const finite = Array.from(rewards).map((v) => (Number.isNaN(v) ? 0 : v));

@@ -3,7 +3,7 @@
 // checkpoints, exact resume).
 import * as tf from '@tensorflow/tfjs';
 import { disposeBatch, eciPairBatch, TruncationCounter } from '../data/eci.js';
-import { Rng } from '../data/rng.js';
+import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import { criterionPairs, gradeValue, type RubricRecord } from '../data/schema.js';
 import { TrainingRun, type TrainingRunOptions } from '../train/run.js';
 import { bradleyTerryLoss, pointwiseLoss } from './losses.js';
@@ -61,12 +61,6 @@ export function rewardPairs(records: RubricRecord[]): RewardPair[] {
   return out;
 }
 
-/** Position of the data loader: epoch and index into that epoch's shuffled order. */
-interface DataPosition {
-  epoch: number;
-  index: number;
-}
-
 export async function trainRewardModel(opts: RewardTrainingOptions): Promise<{ run: TrainingRun; evaluation: Record<string, number> | null; truncation: string }> {
   const { rm } = opts;
   const pairs = rewardPairs(opts.train);
@@ -90,24 +84,14 @@ export async function trainRewardModel(opts: RewardTrainingOptions): Promise<{ r
     label: 'reward model',
   };
   const run = await TrainingRun.start(runOpts);
-  let pos: DataPosition = (run.data as DataPosition | undefined) ?? { epoch: 0, index: 0 };
-  // Each epoch's order comes from (seed, epoch): a resumed run needs only the position.
-  const orderOf = (epoch: number) => new Rng(`${opts.seed}:epoch:${epoch}`).shuffle(pairs.map((_, i) => i));
-  let order = orderOf(pos.epoch);
+  const sampler = new EpochSampler(pairs.length, `${opts.seed}:epoch`, run.data as EpochPosition | undefined);
   const counter = new TruncationCounter();
   let evaluation: Record<string, number> | null = null;
   const evalEvery = opts.evalEvery ?? 0;
 
   while (!run.done) {
-    const chosenIdx: number[] = [];
-    while (chosenIdx.length < batchSize) {
-      if (pos.index >= order.length) {
-        pos = { epoch: pos.epoch + 1, index: 0 };
-        order = orderOf(pos.epoch);
-      }
-      chosenIdx.push(order[pos.index++]);
-    }
-    run.data = { ...pos };
+    const chosenIdx = sampler.take(batchSize);
+    run.data = sampler.position;
     const microBatches = [];
     for (let i = 0; i < chosenIdx.length; i += micro) {
       const group = chosenIdx.slice(i, i + micro).map((k) => pairs[k]);

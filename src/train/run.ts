@@ -69,7 +69,7 @@ export class TrainingRun {
   readonly opts: TrainingRunOptions;
   readonly metrics: MetricsLog;
   readonly optimizer: AdamW;
-  readonly rng: Rng;
+  rng: Rng;
   /** Optimizer steps done so far. */
   step: number;
   /** The trainer's data position, saved with each checkpoint (restored on resume). */
@@ -113,7 +113,7 @@ export class TrainingRun {
     const state = restoreCheckpoint(ckpt, { model: opts.model, extra: opts.extra, optimizer: run.optimizer });
     run.step = state.step;
     run.data = state.data;
-    (run as { rng: Rng }).rng = new Rng(opts.seed, state.rng);
+    run.rng = new Rng(opts.seed, state.rng);
     run.lastSaved = state.step;
     run.metrics.truncateAfter(state.step);
     run.progress.update(state.step, 'resumed');

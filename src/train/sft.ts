@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ChatMessage } from '../data/chat.js';
 import { disposeBatch, padBatch } from '../data/eci.js';
-import { Rng } from '../data/rng.js';
+import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { RubricRecord } from '../data/schema.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
@@ -72,20 +72,11 @@ export async function trainSft(opts: SftOptions): Promise<TrainingRun> {
     maxGradNorm: 1, saveEvery: opts.saveEvery ?? 0, resume: opts.resume, quiet: opts.quiet, config: opts.config, label: 'SFT',
   };
   const run = await TrainingRun.start(runOpts);
-  let pos = (run.data as { epoch: number; index: number } | undefined) ?? { epoch: 0, index: 0 };
-  const orderOf = (epoch: number) => new Rng(`${opts.seed}:sft:${epoch}`).shuffle(examples.map((_, i) => i));
-  let order = orderOf(pos.epoch);
+  const sampler = new EpochSampler(examples.length, `${opts.seed}:sft`, run.data as EpochPosition | undefined);
   const pad = opts.tokenizer.padTokenId;
   while (!run.done) {
-    const picked: SftExample[] = [];
-    while (picked.length < batchSize) {
-      if (pos.index >= order.length) {
-        pos = { epoch: pos.epoch + 1, index: 0 };
-        order = orderOf(pos.epoch);
-      }
-      picked.push(examples[order[pos.index++]]);
-    }
-    run.data = { ...pos };
+    const picked = sampler.take(batchSize).map((i) => examples[i]);
+    run.data = sampler.position;
     const count = (e: SftExample) => e.targets.reduce((x, y) => x + y, 0);
     const totalTargets = picked.reduce((a, e) => a + count(e), 0);
     const micros = [];
