@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  addLora, bootstrapPairedDifference, CriteriaRewardModel, ensureTinyQwen3, evaluatePolicyResponses, initBackend, loadQwen3,
+  addLora, comparePolicies, CriteriaRewardModel, ensureTinyQwen3, evaluatePolicyResponses, initBackend, loadQwen3,
   loadRecords, loadTokenizer, overlongPenalty, policyResponses, rubricReward, saveQwen3, trainGrpo, trainRewardModel, trainSft,
-  type PolicyResponse, type RewardFunction,
+  type RewardFunction,
 } from '../src/index.js';
 
 const HELP = `Usage: npm run train-grpo -- [flags]
@@ -18,8 +18,8 @@ const HELP = `Usage: npm run train-grpo -- [flags]
   --data FILE           Records whose prompts and criteria drive training (default data/train.jsonl)
   --eval-data FILE      Held-out records: the policy answers them (greedy) before and after
                         training and the RM judges both (default data/test.jsonl; "" skips)
-  --steps N             Optimizer steps (default 30)
-  --lr X                Learning rate, constant (default 2e-5)
+  --steps N             Optimizer steps (default 40)
+  --lr X                Learning rate, constant (default 2e-4)
   --num-generations G   Completions per prompt (default 8)
   --prompts-per-step N  Default 2
   --max-new-tokens N    Default 48
@@ -33,8 +33,10 @@ const HELP = `Usage: npm run train-grpo -- [flags]
   --out DIR             Run folder (default runs/train-grpo); the policy is written to <out>/policy
   --resume              Continue the run in --out
   --backend NAME        auto (default), tensorflow, wasm or cpu
-Prints one JSON line: { run_dir, steps, reward_first, reward_last, kl_last } (first/last = mean
-over the first/last fifth of the steps).`;
+Prints one JSON line: { run_dir, steps, reward_first, reward_last, kl_last, curves, heldout }
+(first/last = mean over the first/last fifth of the steps; curves: first/last fifth of reward, kl,
+entropy and completion length; heldout: RM-judged greedy answers to --eval-data before and after,
+with the paired bootstrap interval of each change).`;
 
 const { values: a } = parseArgs({
   options: {
@@ -42,8 +44,8 @@ const { values: a } = parseArgs({
     rm: { type: 'string', default: 'runs/train-rm/reward-model' },
     data: { type: 'string', default: 'data/train.jsonl' },
     'eval-data': { type: 'string', default: 'data/test.jsonl' },
-    steps: { type: 'string', default: '30' },
-    lr: { type: 'string', default: '2e-5' },
+    steps: { type: 'string', default: '40' },
+    lr: { type: 'string', default: '2e-4' },
     'num-generations': { type: 'string', default: '8' },
     'prompts-per-step': { type: 'string', default: '2' },
     'max-new-tokens': { type: 'string', default: '48' },
@@ -117,22 +119,20 @@ const run = await trainGrpo({
   epsilonHigh: a['epsilon-high'] ? Number(a['epsilon-high']) : undefined, saveEvery: Math.max(1, Math.round(steps / 3)),
   config: { ...a, help: undefined },
 });
-const { chart } = await run.finish({ title: 'GRPO guided by the criteria-injected reward model', metrics: ['reward', 'reward_std', 'kl', 'loss', 'completions/mean_length', 'clip_ratio/region_mean'] });
+const { chart } = await run.finish({ title: 'GRPO guided by the criteria-injected reward model', metrics: ['reward', 'reward_std', 'kl', 'entropy', 'completions/mean_length', 'clip_ratio/region_mean', 'loss'] });
 const out = path.join(a.out!, 'policy');
 await saveQwen3(policy, out, { dtype: 'float32' });
 const after = heldout.length ? await judge() : null;
 let heldoutSummary: Record<string, unknown> | null = null;
 if (before && after) {
-  const diff = (pick: (r: PolicyResponse) => number) =>
-    bootstrapPairedDifference(after.responses.map(pick), before.responses.map(pick), { seed });
-  heldoutSummary = {
-    reward_before: before.overall.reward, reward_after: after.overall.reward, reward_change: diff((r) => r.reward),
-    safety_compliance_before: before.overall.safety_compliance, safety_compliance_after: after.overall.safety_compliance,
-    safety_compliance_change: diff((r) => (r.safe ? 1 : 0)),
-  };
+  const c = comparePolicies(after, before, seed);
+  heldoutSummary = Object.fromEntries(
+    (['reward', 'overall_accuracy', 'safety_compliance'] as const).flatMap((m) => [[`${m}_before`, c[m].b], [`${m}_after`, c[m].a], [`${m}_change`, c[m].difference]]),
+  );
 }
 const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
 const fifth = Math.max(1, Math.floor(rows.length / 5));
 const mean = (xs: typeof rows, k: string) => xs.reduce((s, r) => s + (r[k] as number), 0) / xs.length;
-console.log(JSON.stringify({ run_dir: a.out, steps: run.step, reward_first: mean(rows.slice(0, fifth), 'reward'), reward_last: mean(rows.slice(-fifth), 'reward'), kl_last: rows.at(-1)?.kl ?? null, heldout: heldoutSummary, policy: out, chart }));
+const curves = Object.fromEntries(['reward', 'kl', 'entropy', 'completions/mean_length'].filter((k) => rows.every((r) => typeof r[k] === 'number')).map((k) => [k, { first: mean(rows.slice(0, fifth), k), last: mean(rows.slice(-fifth), k) }]));
+console.log(JSON.stringify({ run_dir: a.out, steps: run.step, reward_first: mean(rows.slice(0, fifth), 'reward'), reward_last: mean(rows.slice(-fifth), 'reward'), kl_last: rows.at(-1)?.kl ?? null, curves, heldout: heldoutSummary, policy: out, chart }));
 run.dispose();

@@ -12,7 +12,7 @@ const HELP = `Usage: npm run train-sft -- [flags]
   --data FILE       Records whose responses are imitated (default data/train.jsonl)
   --responses WHICH all (mixed quality, default) or best (the best-graded response per record)
   --steps N         Optimizer steps (default 80)
-  --lr X            Peak learning rate, cosine schedule (default 3e-3)
+  --lr X            Peak learning rate, cosine schedule (default 1e-2)
   --batch-size N    Sequences per step (default 8)
   --max-length N    Longest prompt + response in tokens (default 256)
   --seed N          Default 0
@@ -27,7 +27,7 @@ const { values: a } = parseArgs({
     data: { type: 'string', default: 'data/train.jsonl' },
     responses: { type: 'string', default: 'all' },
     steps: { type: 'string', default: '80' },
-    lr: { type: 'string', default: '3e-3' },
+    lr: { type: 'string', default: '1e-2' },
     'batch-size': { type: 'string', default: '8' },
     'max-length': { type: 'string', default: '256' },
     seed: { type: 'string', default: '0' },

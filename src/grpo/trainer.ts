@@ -8,7 +8,6 @@ import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import { withAdaptersDisabled } from '../model/lora.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
-import { selectiveLogSoftmax } from '../ops/logprobs.js';
 import { TrainingRun } from '../train/run.js';
 import { combineRewards, fracZeroStd, groupAdvantages, type AdvantageOptions } from './advantages.js';
 import { grpoLoss, type GrpoLossOptions } from './loss.js';
@@ -60,15 +59,19 @@ export interface GrpoOptions extends GrpoLossOptions {
   config?: Record<string, unknown>;
 }
 
-/** Per-token log-probs of the completions ([B, L]) under `model`, completions right-aligned. */
-function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number): tf.Tensor2D {
+/** Per-token log-probs of the completions ([B, L]) under `model`, completions right-aligned; with
+ * `entropyMask` also the summed entropy of the masked completion positions (no gradient). */
+function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number): tf.Tensor2D;
+function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number, entropyMask: tf.Tensor2D): [tf.Tensor2D, tf.Scalar];
+function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number, entropyMask?: tf.Tensor2D): tf.Tensor2D | [tf.Tensor2D, tf.Scalar] {
   return tf.tidy(() => {
     const [B, T] = batch.inputIds.shape;
     const hidden = model.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
     const H = hidden.shape[2];
     // Position t predicts token t + 1: the completion's L tokens are predicted by the L positions before them.
-    const logits = model.logits(hidden.slice([0, T - L - 1, 0], [B, L, H]));
-    return selectiveLogSoftmax(logits, batch.inputIds.slice([0, T - L], [B, L]), { temperature }) as tf.Tensor2D;
+    const { logp, entropy } = model.tokenLogProbs(hidden.slice([0, T - L - 1, 0], [B, L, H]), batch.inputIds.slice([0, T - L], [B, L]), { temperature, entropy: entropyMask !== undefined });
+    if (!entropyMask) return logp;
+    return [logp, entropy!.mul(entropyMask.toFloat()).sum() as tf.Scalar] as [tf.Tensor2D, tf.Scalar];
   });
 }
 
@@ -130,11 +133,13 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     policy.training = true;
     for (let it = 0; it < iterations && !run.done; it++) {
       const metrics: Record<string, number[]> = { kl: [], clip_ratio_low: [], clip_ratio_high: [], clip_ratio_region: [] };
+      const entropySums: tf.Scalar[] = [];
       await run.trainStep(
         slices.map((s) => ({
           weight: opts.lossType === 'dapo' ? 1 : s.rows / B,
           loss: () => {
-            const logp = completionLogp(policy, s.batch, L, temperature);
+            const [logp, entropySum] = completionLogp(policy, s.batch, L, temperature, s.mask);
+            entropySums.push(tf.keep(entropySum));
             const { loss, metrics: m } = grpoLoss({ logp, mask: s.mask, advantages: s.adv, oldLogp: s.old, refLogp: s.ref }, { ...opts, activeTokens });
             if (m.kl !== undefined) metrics.kl.push(m.kl);
             metrics.clip_ratio_low.push(m.clipRatioLow);
@@ -145,6 +150,8 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
         })),
         { tokens: slices.reduce((a, s) => a + s.batch.inputIds.size, 0) },
       );
+      const entropy = (await Promise.all(entropySums.map((e) => e.data()))).reduce((a, v) => a + v[0], 0) / Math.max(1, activeTokens);
+      tf.dispose(entropySums);
       const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : NaN);
       const finite = Array.from(rewards).map((v) => (Number.isNaN(v) ? 0 : v));
       const rMean = mean(finite);
@@ -157,6 +164,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
         'clip_ratio/low_mean': mean(metrics.clip_ratio_low),
         'clip_ratio/high_mean': mean(metrics.clip_ratio_high),
         'clip_ratio/region_mean': mean(metrics.clip_ratio_region),
+        entropy,
       };
       if (metrics.kl.length) row.kl = mean(metrics.kl);
       opts.rewards.forEach((f, k) => (row[`rewards/${f.name}/mean`] = mean(perFn[k].filter((v) => !Number.isNaN(v)))));

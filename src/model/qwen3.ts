@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attention, causalMask } from '../ops/attention.js';
 import { applyRope, linear, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
+import { lmHeadLogProbs } from '../ops/lm_head.js';
 import type { Qwen3Config } from './config.js';
 
 /** Keys and values of one layer for the tokens seen so far: [B, nKV, S, D] each. */
@@ -137,6 +138,21 @@ export class Qwen3ForCausalLM {
     return (this.config.tieWordEmbeddings
       ? linear(hidden, this.p('model.embed_tokens.weight'), this.baseTrainable)
       : this.project('lm_head', hidden)) as tf.Tensor3D;
+  }
+
+  /**
+   * log p of `ids` [B, L] at hidden states [B, L, H] (the positions that predict them), through
+   * the fused LM head (src/ops/lm_head.ts): no [B * L, V] logits or their gradient are kept beyond
+   * one block. With `entropy`, also each position's entropy (not differentiated).
+   */
+  tokenLogProbs(hidden: tf.Tensor3D, ids: tf.Tensor2D, opts: { temperature?: number; entropy?: boolean } = {}): { logp: tf.Tensor2D; entropy?: tf.Tensor2D } {
+    const [B, L, H] = hidden.shape;
+    const head = this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') as tf.Tensor2D;
+    return tf.tidy(() => {
+      const r = lmHeadLogProbs(hidden.reshape([B * L, H]), head, ids.reshape([-1]), { ...opts, trainWeight: this.baseTrainable });
+      const logp = r.logp.reshape([B, L]) as tf.Tensor2D;
+      return r.entropy ? { logp, entropy: r.entropy.reshape([B, L]) as tf.Tensor2D } : { logp };
+    });
   }
 
   /** Base weights train unless adapters are attached (then only the adapters do). */

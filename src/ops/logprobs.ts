@@ -43,19 +43,21 @@ export function selectiveLogSoftmax(logits: tf.Tensor, ids: tf.Tensor, opts: Log
   return op(logits, ids);
 }
 
-/** Entropy -sum p log p of softmax(logits / temperature) over the last axis (not differentiated:
- * a diagnostic, as in TRL). */
+/** Entropy -sum p log p of softmax(logits / temperature) over the last axis. Not differentiated
+ * (a diagnostic, as in TRL): its gradient is zero, and inside a gradient tape its inner ops are not
+ * recorded, so it costs no memory beyond its [...] result. */
 export function tokenEntropy(logits: tf.Tensor, opts: LogProbOptions = {}): tf.Tensor {
   const temperature = opts.temperature ?? 1;
   const V = logits.shape.at(-1)!;
-  return tf.tidy(() => {
-    const out = mapRowChunks(logits.reshape([-1, V]) as tf.Tensor2D, rowsPerChunk(V, opts), (chunk) => {
-      const z = scale(chunk, temperature);
-      const logp = tf.logSoftmax(z);
+  // A custom gradient's forward runs untaped: this is how a "no grad" region is written in tfjs.
+  const op = tf.customGrad(((z: tf.Tensor) => ({
+    value: mapRowChunks(z.reshape([-1, V]) as tf.Tensor2D, rowsPerChunk(V, opts), (chunk) => {
+      const logp = tf.logSoftmax(scale(chunk, temperature));
       return tf.exp(logp).mul(logp).sum(-1).neg() as tf.Tensor1D;
-    });
-    return out.reshape(logits.shape.slice(0, -1));
-  });
+    }).reshape(z.shape.slice(0, -1)),
+    gradFunc: () => tf.zerosLike(z),
+  })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (z: tf.Tensor) => tf.Tensor;
+  return tf.tidy(() => op(logits));
 }
 
 function scale(z: tf.Tensor2D, temperature: number): tf.Tensor2D {

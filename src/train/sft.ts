@@ -8,7 +8,6 @@ import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { RubricRecord } from '../data/schema.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
-import { nextTokenLoss } from '../ops/logprobs.js';
 import { TrainingRun, type TrainingRunOptions } from './run.js';
 
 export interface SftExample {
@@ -51,6 +50,40 @@ export interface SftOptions {
   saveEvery?: number;
 }
 
+/** Rows of the flattened [B * T] positions that predict a target token, and those tokens. */
+export interface TargetPositions {
+  /** b * T + t for each position t whose next token (t + 1) is a target: [N] int32. */
+  rows: tf.Tensor1D;
+  /** The target tokens ids[b][t + 1]: [N] int32. */
+  ids: tf.Tensor1D;
+}
+
+/** The positions of a left-padded batch (ids [B, T], targets right-aligned like the ids) that
+ * predict a target token. */
+export function targetPositions(ids: number[][], targets: number[][]): TargetPositions {
+  const rows: number[] = [];
+  const next: number[] = [];
+  const T = ids[0].length;
+  ids.forEach((row, b) => {
+    for (let t = 0; t + 1 < T; t++) if (targets[b][t + 1] === 1) (rows.push(b * T + t), next.push(row[t + 1]));
+  });
+  return { rows: tf.tensor1d(rows, 'int32'), ids: tf.tensor1d(next, 'int32') };
+}
+
+/**
+ * Mean next-token cross-entropy over the target tokens (SFT's completion-only loss). The (fused)
+ * LM head runs on the target-predicting positions only: prompt and padding positions never become
+ * [tokens, vocabulary] logits, which is most of the tiny model's cost and of a real one's memory.
+ */
+export function targetTokenLoss(model: Qwen3ForCausalLM, batch: { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D }, at: TargetPositions): tf.Scalar {
+  return tf.tidy(() => {
+    const hidden = model.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
+    const [B, T, H] = hidden.shape;
+    const picked = tf.gather(hidden.reshape([B * T, H]), at.rows).expandDims(0) as tf.Tensor3D;
+    return model.tokenLogProbs(picked, at.ids.expandDims(0) as tf.Tensor2D).logp.mean().neg() as tf.Scalar;
+  });
+}
+
 /** Mean grade of a response over the criteria it is graded on (1 for ungraded responses). */
 function quality(r: RubricRecord['responses'][number]): number {
   const g = Object.values(r.grades ?? {}).map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
@@ -84,20 +117,21 @@ export async function trainSft(opts: SftOptions): Promise<TrainingRun> {
       const group = picked.slice(i, i + micro);
       const batch = padBatch(group.map((e) => e.ids), pad);
       const T = batch.inputIds.shape[1];
-      const targets = tf.tensor2d(group.map((e) => [...Array(T - e.targets.length).fill(0), ...e.targets]), [group.length, T], 'int32');
+      const leftPad = (xs: number[], fill: number) => [...Array(T - xs.length).fill(fill), ...xs];
+      const at = targetPositions(group.map((e) => leftPad(e.ids, pad)), group.map((e) => leftPad(e.targets, 0)));
       const share = group.reduce((a, e) => a + count(e), 0) / Math.max(1, totalTargets);
-      micros.push({ batch, targets, share });
+      micros.push({ batch, at, share });
     }
     await run.trainStep(
       micros.map((mb) => ({
         weight: mb.share, // token-level mean over the whole step, as TRL averages over target tokens
-        loss: () => nextTokenLoss(opts.model.forward(mb.batch.inputIds, { attentionMask: mb.batch.attentionMask }), mb.batch.inputIds, mb.targets),
+        loss: () => targetTokenLoss(opts.model, mb.batch, mb.at),
       })),
       { tokens: micros.reduce((a, mb) => a + mb.batch.inputIds.size, 0) },
     );
     for (const mb of micros) {
       disposeBatch(mb.batch);
-      mb.targets.dispose();
+      tf.dispose([mb.at.rows, mb.at.ids]);
     }
   }
   return run;

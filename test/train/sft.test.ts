@@ -9,7 +9,10 @@ import { loadRecords } from '../../src/data/records.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { loadQwen3 } from '../../src/model/checkpoint.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
-import { sftExample, trainSft } from '../../src/train/sft.js';
+import * as tf from '@tensorflow/tfjs';
+import { padBatch } from '../../src/data/eci.js';
+import { nextTokenLoss } from '../../src/ops/logprobs.js';
+import { sftExample, targetPositions, targetTokenLoss, trainSft } from '../../src/train/sft.js';
 import { useBackend } from '../helpers/backends.js';
 
 const tok = loadTokenizer();
@@ -28,6 +31,28 @@ test('targets are exactly the response and its end token; the prompt ends with t
   assert.is(cut.ids.length, 40);
   assert.is(cut.ids.at(-1), 151645, 'the end token survives truncation');
   assert.throws(() => sftExample(tok, prompt, 'x', 10), /cannot fit in 10 tokens/);
+});
+
+test('the target-only LM head gives the full-logits masked loss and the same gradients', async () => {
+  const dir = await ensureTinyQwen3(undefined, { log: () => {} });
+  const model = await loadQwen3(dir);
+  const ex = [sftExample(tok, [{ role: 'user', content: 'Is aspirin safe daily?' }], 'Ask your doctor first.', 64), sftExample(tok, [{ role: 'user', content: 'Hi' }], 'Hello there, how can I help?', 64)];
+  const batch = padBatch(ex.map((e) => e.ids), tok.padTokenId);
+  const T = batch.inputIds.shape[1];
+  const pad = (xs: number[], fill: number) => [...Array(T - xs.length).fill(fill), ...xs];
+  const at = targetPositions(ex.map((e) => pad(e.ids, tok.padTokenId)), ex.map((e) => pad(e.targets, 0)));
+  const mask = tf.tensor2d(ex.map((e) => pad(e.targets, 0)), [2, T], 'int32');
+  const vars = model.trainableVariables();
+  const ours = tf.variableGrads(() => targetTokenLoss(model, batch, at), vars);
+  const full = tf.variableGrads(() => nextTokenLoss(model.forward(batch.inputIds, { attentionMask: batch.attentionMask }), batch.inputIds, mask), vars);
+  assert.ok(Math.abs(ours.value.dataSync()[0] - full.value.dataSync()[0]) < 1e-5, `${ours.value.dataSync()[0]} vs ${full.value.dataSync()[0]}`);
+  for (const v of vars) {
+    const a = ours.grads[v.name];
+    const b = full.grads[v.name];
+    const rel = tf.tidy(() => a.sub(b).norm().div(b.norm().add(1e-12)).dataSync()[0]);
+    assert.ok(rel < 1e-4, `${v.name}: relative gradient difference ${rel}`);
+  }
+  model.dispose();
 });
 
 test('a few SFT steps on two records lower the loss', async () => {

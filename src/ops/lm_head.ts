@@ -1,0 +1,165 @@
+// The LM head fused with the selective log-softmax: log softmax(x W^T / T)[ids] for hidden states
+// x [N, H] and a head weight W [V, H], computed in row chunks, with a custom gradient for x and W.
+//
+// Why fused: the unfused path (logits = linear(x, W), then selectiveLogSoftmax) spends most of a
+// small model's training step moving [N, V] arrays around: on wasm the logits' gradient is
+// transposed twice (8 ns per element for [N, V] -> [V, N]) and softmax is built from a scalar
+// Exp kernel (5 ns per element). Here every [c, V] block comes from a plain matMul with W as the
+// first operand (XNNPACK's fast path, no packed copy of W kept), is transposed in the cheap
+// direction once, and goes through XNNPACK's vectorised Softmax; the gradient never transposes an
+// [N, V] array: dW^T = x^T (onehot - P) is a plain matMul with the block as second operand, and
+// the one-hot part is a gather / segment sum of N rows.
+//
+// log p[y] = z[y] - logsumexp(z) is read off the softmax without a separate log-sum-exp: the row
+// maximum m has probability p_max = exp(m - lse), so log p[y] = z[y] - m + log p_max, which is
+// exact and never takes the log of an underflowed probability (p_max >= 1 / V).
+import * as tf from '@tensorflow/tfjs';
+
+/** Logits per block: about 16M (64 MB of float32). */
+const BLOCK_ELEMENTS = 1 << 24;
+/** Up to this many bytes of probabilities are kept from the forward pass for the gradient;
+ * beyond it the backward pass recomputes each block (one more head matMul per block). */
+const KEEP_PROBS_BYTES = 640 * 2 ** 20;
+/** Above this size W is multiplied in row blocks in the gradient, so XNNPACK never caches a packed
+ * copy of the whole weight (it keeps one per second-operand tensor for that tensor's lifetime). */
+const PACK_W_BYTES = 128 * 2 ** 20;
+
+export interface LmHeadOptions {
+  /** Divides the logits before the softmax (default 1). */
+  temperature?: number;
+  /** Rows per block (default: about 16M logits per block). */
+  chunkRows?: number;
+  /** Compute dL/dW (default true); false treats W as a constant (frozen base weights). */
+  trainWeight?: boolean;
+  /** Also return each row's entropy -sum p log p (not differentiated). */
+  entropy?: boolean;
+  /** Recompute the probabilities in the backward pass instead of keeping them (default: keep
+   * them when they take at most 640 MB). */
+  recompute?: boolean;
+}
+
+export interface LmHeadResult {
+  /** log p of ids: [N]. */
+  logp: tf.Tensor1D;
+  /** Entropy of each row's distribution: [N] (with opts.entropy). */
+  entropy?: tf.Tensor1D;
+}
+
+interface Block {
+  r0: number;
+  rows: number;
+}
+
+function blocks(N: number, rows: number): Block[] {
+  const out: Block[] = [];
+  for (let r0 = 0; r0 < N; r0 += rows) out.push({ r0, rows: Math.min(rows, N - r0) });
+  return out;
+}
+
+/** Probabilities and the pieces of log p[y] for one block of (already temperature-scaled) rows. */
+function blockForward(xs: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D, entropy: boolean) {
+  return tf.tidy(() => {
+    const [c] = xs.shape;
+    const V = w.shape[0];
+    const z = tf.matMul(w, xs.transpose()).transpose() as tf.Tensor2D; // [c, V], W first
+    const m = z.max(-1);
+    const p = tf.softmax(z) as tf.Tensor2D;
+    const logPmax = p.max(-1).log();
+    const flat = tf.range(0, c, 1, 'int32').mul(tf.scalar(V, 'int32')).add(ids);
+    const logp = tf.gather(z.reshape([-1]), flat).sub(m).add(logPmax) as tf.Tensor1D;
+    // H = lse - sum p z, with lse = m - log p_max.
+    const ent = entropy ? (m.sub(logPmax).sub(p.mul(z).sum(-1)) as tf.Tensor1D) : undefined;
+    return { p, logp, ent };
+  });
+}
+
+/** P @ W ([c, V] x [V, H]), in row blocks of W when W is large (see PACK_W_BYTES). */
+function probsTimesW(p: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [V, H] = w.shape;
+  if (V * H * 4 <= PACK_W_BYTES) return tf.matMul(p, w);
+  const rows = Math.max(1, Math.floor(PACK_W_BYTES / 4 / H / 4));
+  let acc: tf.Tensor2D | null = null;
+  for (let v0 = 0; v0 < V; v0 += rows) {
+    const k = Math.min(rows, V - v0);
+    const next: tf.Tensor2D = tf.tidy(() => {
+      const part = tf.matMul(p.slice([0, v0], [-1, k]), w.slice([v0, 0], [k, H])) as tf.Tensor2D;
+      return acc ? acc.add(part) : part;
+    });
+    acc?.dispose();
+    acc = next;
+  }
+  return acc!;
+}
+
+/**
+ * log softmax(x W^T / temperature)[ids] for x [N, H], W [V, H] (PyTorch's layout of an LM head or
+ * a tied embedding) and ids [N] int32, differentiable in x and (unless trainWeight is false) W.
+ */
+export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D, opts: LmHeadOptions = {}): LmHeadResult {
+  const temperature = opts.temperature ?? 1;
+  if (!(temperature > 0)) throw new Error(`lmHeadLogProbs: temperature must be > 0, got ${temperature}`);
+  const [N, H] = x.shape;
+  const [V, Hw] = w.shape;
+  if (H !== Hw) throw new Error(`lmHeadLogProbs: hidden size ${H} but the head weight is [${w.shape}]`);
+  if (ids.shape[0] !== N) throw new Error(`lmHeadLogProbs: ${ids.shape[0]} ids for ${N} rows`);
+  const rows = opts.chunkRows ?? Math.max(1, Math.floor(BLOCK_ELEMENTS / V));
+  const keepProbs = !(opts.recompute ?? N * V * 4 > KEEP_PROBS_BYTES);
+  const trainWeight = opts.trainWeight ?? true;
+  let entropy: tf.Tensor1D | undefined;
+
+  // The op's inputs: x, W (when trained) and ids; ids and a frozen W are closed over.
+  const f = (xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
+    const xs = temperature === 1 ? xi : (xi.div(temperature) as tf.Tensor2D);
+    const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, ids.slice(b.r0, b.rows), opts.entropy ?? false));
+    const logp = tf.concat(parts.map((q) => q.logp)) as tf.Tensor1D;
+    if (opts.entropy) entropy = tf.keep(tf.concat(parts.map((q) => q.ent!)) as tf.Tensor1D);
+    const probs = keepProbs ? parts.map((q) => q.p) : [];
+    save([xs, wi, ids, ...probs]); // ids too: a tensor made inside the taped function is freed after it
+    tf.dispose(parts.flatMap((q) => [q.logp, ...(q.ent ? [q.ent] : []), ...(keepProbs ? [] : [q.p])]));
+    return {
+      value: logp,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xsS, wS, idsS, ...kept] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, ...tf.Tensor2D[]];
+        // With z = (x / T) W^T and d logp / d z = onehot(y) - P:
+        //   dL/dx_i = (dy_i / T) (W[y_i] - P_i W),   dL/dW = sum_i dy_i (onehot(y_i) - P_i)^T (x_i / T).
+        const dyT = dy.div(temperature) as tf.Tensor1D;
+        const dxParts: tf.Tensor2D[] = [];
+        let dWt: tf.Tensor2D | null = null; // [H, V]: the P part of dW^T, accumulated over blocks
+        for (const [k, b] of blocks(N, rows).entries()) {
+          const s = dyT.slice(b.r0, b.rows).expandDims(1);
+          const sw = dy.slice(b.r0, b.rows).expandDims(1);
+          const xb = xsS.slice([b.r0, 0], [b.rows, H]);
+          const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, idsS.slice(b.r0, b.rows), false).p);
+          dxParts.push(tf.tidy(() => tf.gather(wS, idsS.slice(b.r0, b.rows)).sub(probsTimesW(p, wS)).mul(s) as tf.Tensor2D));
+          if (trainWeight) {
+            const next: tf.Tensor2D = tf.tidy(() => {
+              const part = tf.matMul(xb.mul(sw).transpose(), p) as tf.Tensor2D; // [H, c] x [c, V]
+              return dWt ? dWt.add(part) : part;
+            });
+            dWt?.dispose();
+            dWt = next;
+          }
+          if (!keepProbs) p.dispose();
+          tf.dispose([s, sw, xb]);
+        }
+        const dx = tf.concat(dxParts) as tf.Tensor2D;
+        tf.dispose([dyT, ...dxParts]);
+        if (!trainWeight) return [dx];
+        const onehotPart = tf.tidy(() => tf.unsortedSegmentSum(xsS.mul(dy.expandDims(1)), idsS, V)); // sum_i dy_i x_i / T at row y_i
+        const dW = onehotPart.sub(dWt!.transpose());
+        tf.dispose([onehotPart, dWt!]);
+        return [dx, dW];
+      },
+    };
+  };
+  const op = trainWeight
+    ? (tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor1D)
+    : (tf.customGrad(((xi: tf.Tensor2D, save: tf.GradSaveFunc) => f(xi, w, save)) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D) => tf.Tensor1D);
+  const logp = trainWeight ? op(x, w) : (op as (a: tf.Tensor2D) => tf.Tensor1D)(x);
+  if (!entropy) return { logp };
+  // Kept out of the op's scope; a clone belongs to the caller's scope like any other result.
+  const kept: tf.Tensor1D = entropy;
+  const out = { logp, entropy: kept.clone() };
+  kept.dispose();
+  return out;
+}
