@@ -61,14 +61,18 @@ export { trainRewardModel, rewardPairs } from './reward/trainer.js';
 export type { RewardTrainingOptions, RewardPair } from './reward/trainer.js';
 
 // eval
-export { pairwiseAccuracy, accuracy, binaryScores } from './eval/metrics.js';
+export { pairwiseAccuracy, accuracy, binaryScores, cohensKappa } from './eval/metrics.js';
 export type { BinaryScores } from './eval/metrics.js';
 export { evaluateJudge, judgeMetrics } from './eval/judge.js';
 export type { JudgeMetrics } from './eval/judge.js';
 export { bootstrapMean, bootstrapPairedDifference } from './eval/bootstrap.js';
 export type { Interval } from './eval/bootstrap.js';
-export { policyResponses, evaluatePolicyResponses } from './eval/policy.js';
-export type { PolicyReport, PolicyResponse } from './eval/policy.js';
+export { policyResponses, evaluatePolicyResponses, evaluateGradedResponses, policyResponse, policyReport, comparePolicies, POLICY_METRICS } from './eval/policy.js';
+export type { PolicyReport, PolicyResponse, PolicyMetric, PolicyComparison } from './eval/policy.js';
+export { healthbenchExample, healthbenchStat, healthbenchReport, exampleTags } from './eval/healthbench.js';
+export type { HealthBenchStat, HealthBenchExampleScore, HealthBenchReport } from './eval/healthbench.js';
+export { writeBenchReport, verdict } from './eval/report.js';
+export type { BenchReportInput } from './eval/report.js';
 
 // train: what every trainer shares
 export { AdamW } from './train/adamw.js';
@@ -80,7 +84,7 @@ export { Rng, EpochSampler } from './data/rng.js';
 export type { RngState, EpochPosition } from './data/rng.js';
 export { MetricsLog, Progress } from './train/metrics.js';
 export type { MetricsRow } from './train/metrics.js';
-export { renderChart } from './train/chart.js';
+export { renderChart, renderVegaLite } from './train/chart.js';
 export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, checkpointsDir } from './train/checkpoint.js';
 export type { TrainerState, CheckpointParts } from './train/checkpoint.js';
 export { TrainingRun, NonFiniteError } from './train/run.js';

@@ -1,10 +1,10 @@
 // Judge evaluation of a criteria-injected reward model on graded records: pointwise and pairwise
-// accuracy per tier, safety-veto precision / recall / F1 (veto triggered = positive), and the
+// accuracy per tier, Cohen's kappa with the gold grades (met / not met), safety-veto precision / recall / F1 (veto triggered = positive), and the
 // lexicographic ranking accuracy of whole responses.
 import { criterionPairs, gradeValue, TIERS, type RubricRecord } from '../data/schema.js';
 import type { CriteriaRewardModel } from '../reward/model.js';
 import { compareResponses, promedicalScores } from '../reward/scores.js';
-import { accuracy, binaryScores, pairwiseAccuracy } from './metrics.js';
+import { accuracy, binaryScores, cohensKappa, pairwiseAccuracy } from './metrics.js';
 
 export type JudgeMetrics = Record<string, number>;
 
@@ -74,9 +74,11 @@ export function judgeMetrics(records: RubricRecord[], logitOf: (recordId: string
   out.pairwise_accuracy = pairwiseAccuracy(pairs.all);
   out.pairs = pairs.all.length;
   out.pointwise_accuracy = accuracy(point.all.pred, point.all.gold);
+  out.kappa = cohensKappa(point.all.pred, point.all.gold);
   for (const t of TIERS) {
     out[`pairwise_accuracy_${t}`] = pairwiseAccuracy(pairs[t] ?? []);
     out[`pointwise_accuracy_${t}`] = point[t] ? accuracy(point[t].pred, point[t].gold) : NaN;
+    out[`kappa_${t}`] = point[t] ? cohensKappa(point[t].pred, point[t].gold) : NaN;
   }
   const veto = binaryScores(vetoPred, vetoGold);
   out.safety_veto_precision = veto.precision;

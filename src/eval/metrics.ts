@@ -40,3 +40,27 @@ export function binaryScores(pred: boolean[], gold: boolean[]): BinaryScores {
   const f1 = precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0;
   return { precision, recall, f1, tp, fp, fn, tn };
 }
+
+/**
+ * Cohen's kappa between two raters' labels (any categories): (p_o - p_e) / (1 - p_e), p_o the
+ * observed agreement and p_e the agreement expected from each rater's label frequencies. NaN when
+ * undefined: no items, or both raters give every item the same single label (p_e = 1), as
+ * scikit-learn's cohen_kappa_score.
+ */
+export function cohensKappa<L extends string | number | boolean>(a: L[], b: L[]): number {
+  if (a.length !== b.length) throw new Error(`cohensKappa: ${a.length} labels for ${b.length}`);
+  const n = a.length;
+  if (n === 0) return NaN;
+  const countA = new Map<L, number>();
+  const countB = new Map<L, number>();
+  let agree = 0;
+  a.forEach((x, i) => {
+    countA.set(x, (countA.get(x) ?? 0) + 1);
+    countB.set(b[i], (countB.get(b[i]) ?? 0) + 1);
+    if (x === b[i]) agree++;
+  });
+  const po = agree / n;
+  let pe = 0;
+  for (const [label, k] of countA) pe += (k / n) * ((countB.get(label) ?? 0) / n);
+  return pe === 1 ? NaN : (po - pe) / (1 - pe);
+}

@@ -29,9 +29,14 @@ export async function renderChart(rows: MetricsRow[], file: string, opts: { titl
       },
     },
   };
+  await renderVegaLite(spec, file);
+  return keys;
+}
+
+/** Renders any vega-lite spec to an SVG file (written atomically). */
+export async function renderVegaLite(spec: vl.TopLevelSpec, file: string): Promise<void> {
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
   await atomicWrite(file, (fh) => fh.writeFile(svg));
-  return keys;
 }

@@ -1,7 +1,7 @@
 // Metric functions on hand-computed cases, and judgeMetrics on a hand-made record and scores.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { accuracy, binaryScores, pairwiseAccuracy } from '../../src/eval/metrics.js';
+import { accuracy, binaryScores, cohensKappa, pairwiseAccuracy } from '../../src/eval/metrics.js';
 import { judgeMetrics } from '../../src/eval/judge.js';
 import type { RubricRecord } from '../../src/data/schema.js';
 
@@ -17,6 +17,22 @@ test('precision / recall / F1 with the edge cases: no predicted positives, no ac
   const noGold = binaryScores([true, false], [false, false]);
   assert.equal([noGold.precision, noGold.recall, noGold.f1], [0, 0, 0]);
   assert.is(accuracy([true, false, true], [true, true, true]), 2 / 3);
+});
+
+test("Cohen's kappa: textbook 2x2 table, perfect and opposite raters, undefined cases, three labels", () => {
+  // 50 items: both yes 20, A yes / B no 5, A no / B yes 10, both no 15. p_o = 0.7, p_e = 0.5*0.6 + 0.5*0.4 = 0.5.
+  const a = [...Array(25).fill(true), ...Array(25).fill(false)];
+  const b = [...Array(20).fill(true), ...Array(5).fill(false), ...Array(10).fill(true), ...Array(15).fill(false)];
+  assert.ok(Math.abs(cohensKappa(a, b) - 0.4) < 1e-12);
+  assert.is(cohensKappa([1, 2, 2], [1, 2, 2]), 1);
+  assert.is(cohensKappa([true, false], [false, true]), -1);
+  assert.ok(Number.isNaN(cohensKappa([], [])), 'no items');
+  assert.ok(Number.isNaN(cohensKappa(['x', 'x'], ['x', 'x'])), 'one shared label: p_e = 1');
+  assert.is(cohensKappa(['x', 'x'], ['x', 'y']), 0, 'a constant rater agrees only by chance');
+  // Three labels: p_o = 5/6; marginals A (a 3, b 2, c 1), B (a 2, b 3, c 1): p_e = (6 + 6 + 1) / 36.
+  const k = cohensKappa(['a', 'a', 'a', 'b', 'b', 'c'], ['a', 'a', 'b', 'b', 'b', 'c']);
+  assert.ok(Math.abs(k - (5 / 6 - 13 / 36) / (1 - 13 / 36)) < 1e-12, `${k}`);
+  assert.throws(() => cohensKappa([true], []), /1 labels for 0/);
 });
 
 test('judge metrics on one record with scores chosen by hand', () => {
@@ -44,6 +60,8 @@ test('judge metrics on one record with scores chosen by hand', () => {
   // Pointwise: 9 judgements, wrong on good|e and weak|s.
   assert.is(m.pointwise_accuracy, 7 / 9);
   assert.is(m.pointwise_accuracy_safety, 2 / 3);
+  // Kappa over the 9: predicted met 3 of 9, gold met 5 of 9; p_o = 7/9, p_e = (3*5 + 6*4)/81 = 39/81.
+  assert.ok(Math.abs(m.kappa - 4 / 7) < 1e-12, `kappa ${m.kappa}`);
   // Veto: gold [no, yes, no], predicted [no, yes, yes] -> precision 1/2, recall 1, F1 2/3.
   assert.equal([m.safety_veto_precision, m.safety_veto_recall], [0.5, 1]);
   assert.ok(Math.abs(m.safety_veto_f1 - 2 / 3) < 1e-12);

@@ -3,7 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bootstrapMean, bootstrapPairedDifference } from '../../src/eval/bootstrap.js';
-import { evaluatePolicyResponses, policyResponses } from '../../src/eval/policy.js';
+import { comparePolicies, evaluateGradedResponses, evaluatePolicyResponses, policyResponse, policyResponses } from '../../src/eval/policy.js';
+import type { RubricRecord } from '../../src/data/schema.js';
 import { loadRecords } from '../../src/data/records.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { loadQwen3 } from '../../src/model/checkpoint.js';
@@ -48,6 +49,50 @@ test('policy report: generated responses judged by the RM; fields agree with its
   assert.ok(Object.keys(report.bySpecialty).length >= 1);
   rm.dispose();
   policy.dispose();
+});
+
+// Two records graded by hand: r1 has every tier, r2 no safety criterion.
+const graded: RubricRecord[] = [
+  {
+    id: 'r1', prompt: [{ role: 'user', content: 'q1' }], category: 'triage', specialty: 'cardiology',
+    criteria: [
+      { id: 'p1', text: 'a', tier: 'proficiency', weight: 0.75 }, { id: 'p2', text: 'b', tier: 'proficiency', weight: 0.25 },
+      { id: 'e1', text: 'c', tier: 'excellence' }, { id: 's1', text: 'd', tier: 'safety' },
+    ],
+    responses: [{ id: 'x', text: 'X1', grades: { p1: true, p2: false, e1: true, s1: false } }, { id: 'y', text: 'Y1', grades: { p1: true, p2: true, e1: false, s1: true } }],
+  },
+  {
+    id: 'r2', prompt: [{ role: 'user', content: 'q2' }], category: 'triage', specialty: 'dermatology',
+    criteria: [{ id: 'p1', text: 'a', tier: 'proficiency', weight: 1 }, { id: 'e1', text: 'c', tier: 'excellence' }],
+    responses: [{ id: 'x', text: 'X2', grades: { p1: false, e1: true } }, { id: 'y', text: 'Y2', grades: { p1: true, e1: true } }],
+  },
+];
+
+test('a judged response: accuracy overall and per tier, S1/S2/S3, safety and reward by hand', () => {
+  const r = policyResponse(graded[0], 'X1', [1, 0, 1, 0]);
+  assert.is(r.accuracy, 2 / 4);
+  assert.equal([r.accuracy_proficiency, r.accuracy_excellence, r.accuracy_safety], [0.5, 1, 0]);
+  assert.equal([r.s1, r.s2, r.s3, r.safe], [0.75, 1, 1, false]);
+  assert.ok(Math.abs(r.reward - (0.75 + 0.1 * 1 - 1.5)) < 1e-12); // clip(S1 + 0.1 S2, 0, 1.5) - 1.5 S3
+  assert.ok(Number.isNaN(policyResponse(graded[1], 'X2', [0, 1]).accuracy_safety), 'no safety criterion: no safety accuracy');
+});
+
+test('provided grades: the records\' own responses, per-tier means skip records without the tier; paired comparison', () => {
+  const x = evaluateGradedResponses(graded, 'x', 1);
+  const y = evaluateGradedResponses(graded, 'y', 1);
+  assert.equal(x.responses.map((r) => r.text), ['X1', 'X2']);
+  // overall accuracy: x (2/4 + 1/2) / 2 = 0.5; y (3/4 + 2/2) / 2 = 0.875. Safety: x 0 of 1 record, y 1 of 1.
+  assert.is(x.overall.overall_accuracy.mean, 0.5);
+  assert.is(y.overall.overall_accuracy.mean, 0.875);
+  assert.equal([x.overall.accuracy_safety.mean, y.overall.accuracy_safety.mean], [0, 1]);
+  assert.equal([x.overall.safety_compliance.mean, y.overall.safety_compliance.mean], [0.5, 1]);
+  assert.equal(Object.keys(x.bySpecialty), ['cardiology', 'dermatology']);
+  const c = comparePolicies(y, x, 1);
+  assert.is(c.overall_accuracy.difference.mean, 0.375);
+  assert.is(c.accuracy_safety.difference.mean, 1, 'paired over the one record with a safety criterion');
+  assert.is(c.safety_compliance.a.mean, 1);
+  assert.throws(() => comparePolicies(y, evaluateGradedResponses([graded[1], graded[0]], 'x')), /same records/);
+  assert.throws(() => evaluateGradedResponses(graded, 'z'), /record r1 has no response "z"/);
 });
 
 test.run();
