@@ -1,6 +1,8 @@
 // Backend selection: CUDA through tfjs-node-gpu where it can run, else the best CPU backend here.
 import * as tf from '@tensorflow/tfjs';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmKernels } from './wasm_kernels.js';
+import { prepareWasmThreads } from './wasm_threads.js';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -16,6 +18,9 @@ export interface BackendInfo {
 export interface InitBackendOptions {
   /** Where the notes go; default one line each on stderr. Pass `() => {}` to silence. */
   log?: (line: string) => void;
+  /** Threads of the wasm backend, main thread included (default 1, or PROMEDICAL_WASM_THREADS).
+   * More than one pays off only on otherwise idle cores: a busy core stalls every op. */
+  wasmThreads?: number;
 }
 
 const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -43,6 +48,11 @@ export async function initBackend(
     }
     prefer = fromEnv as BackendPreference;
   }
+  const threadsEnv = process.env.PROMEDICAL_WASM_THREADS?.trim();
+  const threads = threadsEnv ? Number(threadsEnv) : opts.wasmThreads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`${threadsEnv ? `PROMEDICAL_WASM_THREADS=${threadsEnv}` : `wasmThreads ${opts.wasmThreads}`}: expected a whole number >= 1`);
+  }
   const notes: string[] = [];
   if (fromEnv) notes.push(`PROMEDICAL_BACKEND=${fromEnv} overrides the requested backend`);
 
@@ -51,7 +61,7 @@ export async function initBackend(
       ? [
           ['tfjs-node-gpu', () => tryTensorflow('@tensorflow/tfjs-node-gpu', true)],
           ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
-          ['wasm', tryWasm],
+          ['wasm', () => tryWasm(threads)],
           ['cpu', tryCpu],
         ]
       : prefer === 'tensorflow'
@@ -60,7 +70,7 @@ export async function initBackend(
             ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
           ]
         : prefer === 'wasm'
-          ? [['wasm', tryWasm]]
+          ? [['wasm', () => tryWasm(threads)]]
           : [['cpu', tryCpu]];
 
   for (const [label, attempt] of order) {
@@ -98,12 +108,18 @@ async function tryTensorflow(pkg: string, needGpu: boolean): Promise<string> {
   return gpu ? 'cuda' : 'cpu (libtensorflow)';
 }
 
-async function tryWasm(): Promise<string> {
+async function tryWasm(threads: number): Promise<string> {
   registerWasmKernels();
-  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
-  await tf.ready();
+  const restore = threads > 1 ? prepareWasmThreads(threads) : () => {};
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+    await tf.ready();
+  } finally {
+    restore();
+  }
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
-  return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'})`;
+  const n = threads > 1 ? getThreadsCount() : 1;
+  return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'}${n > 1 ? `, ${n} threads` : ''})`;
 }
 
 async function tryCpu(): Promise<string> {
