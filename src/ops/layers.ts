@@ -38,13 +38,13 @@ function forwardProduct(x2: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 /** Elements of w transposed at a time in inputGrad (16 MB of float32). */
 const TRANSPOSE_CHUNK = 1 << 22;
 
-/** dy @ w for dy [N, out], w [out, in], as (sum over row chunks c of w[c]^T @ dy^T[c])^T. */
-function inputGrad(dy2: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+/** dy @ w for dyT = dy^T [out, N] and w [out, in], as (sum over row chunks c of w[c]^T @ dyT[c])^T. */
+function inputGrad(dyT: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => {
     const [outDim, inDim] = w.shape;
     const rows = Math.max(1, Math.floor(TRANSPOSE_CHUNK / inDim));
-    if (rows >= outDim) return tf.matMul(w.transpose(), dy2.transpose()).transpose();
-    const dyT = dy2.transpose(); // [out, N]: its row blocks are the chunks' second operands
+    if (rows >= outDim) return tf.matMul(w.transpose(), dyT).transpose();
+    // dyT's row blocks are the chunks' second operands.
     let acc: tf.Tensor2D | null = null;
     for (let r0 = 0; r0 < outDim; r0 += rows) {
       const c = Math.min(rows, outDim - r0);
@@ -68,9 +68,9 @@ const linearOp = customGrad2((x, w, save) => {
     value: forwardProduct(x2, w as tf.Tensor2D).reshape([...x.shape.slice(0, -1), outDim]),
     gradFunc: (dy, saved) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dy2 = dy.reshape([-1, outDim]) as tf.Tensor2D;
-      const dw = tf.matMul(dy2.transpose(), xs); // dy^T @ x: [out, in]
-      return [inputGrad(dy2, ws).reshape(x.shape), dw];
+      const dyT = dy.reshape([-1, outDim]).transpose() as tf.Tensor2D; // [out, N], shared by both products
+      const dw = tf.matMul(dyT, xs); // dy^T @ x: [out, in]
+      return [inputGrad(dyT, ws).reshape(x.shape), dw];
     },
   };
 });
@@ -82,7 +82,7 @@ function frozenLinear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
     const x2 = xi.reshape([-1, inDim]) as tf.Tensor2D;
     return {
       value: forwardProduct(x2, w as tf.Tensor2D).reshape([...xi.shape.slice(0, -1), outDim]),
-      gradFunc: (dy: tf.Tensor) => inputGrad(dy.reshape([-1, outDim]) as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape),
+      gradFunc: (dy: tf.Tensor) => tf.tidy(() => inputGrad(dy.reshape([-1, outDim]).transpose() as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape)),
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
   return op(x);

@@ -1,9 +1,10 @@
-// linear (weight-first products, chunked input gradient, frozen variant) against tfjs's own
-// matMul and autodiff on the cpu backend.
+// linear (weight-first products, chunked input gradient, frozen variant) and groupedMatMul against
+// tfjs's own matMul and autodiff on the cpu backend.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
 import { linear } from '../../src/ops/layers.js';
+import { groupedMatMul } from '../../src/ops/attention.js';
 import { maxAbsDiff, randomArray, runOn } from '../helpers/backends.js';
 
 const IN = 4096, OUT = 1500; // 1500 rows of 4096 span two 16 MB transpose chunks (1024 + 476)
@@ -40,6 +41,23 @@ test('linear with a frozen weight: same value and input gradient, and no gradien
     return [g];
   });
   assert.ok(maxAbsDiff(dx, refDx) < 1e-3);
+});
+
+
+test('groupedMatMul (plain 2D products per group on wasm): values and gradients equal tf.matMul + autodiff', async () => {
+  const G = 3, M = 5, K = 4, N = 6;
+  const as = randomArray(G * M * K, 'ga'), bs = randomArray(G * K * N, 'gb'), up = randomArray(G * M * N, 'gup');
+  for (const transposeB of [false, true]) {
+    const bShape: [number, number, number] = transposeB ? [G, N, K] : [G, K, N];
+    const run = (f: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor) => () => {
+      const a = tf.tensor3d(as, [G, M, K]), b = tf.tensor3d(bs, bShape), u = tf.tensor3d(up, [G, M, N]);
+      const { grads } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) => f(x as tf.Tensor3D, y as tf.Tensor3D).mul(u).sum() as tf.Scalar)([a, b]);
+      return [f(a, b), ...grads];
+    };
+    const want = await runOn('cpu', run((a, b) => tf.matMul(a, b, false, transposeB)));
+    const got = await runOn('wasm', run((a, b) => groupedMatMul(a, b, transposeB)));
+    ['value', 'dA', 'dB'].forEach((name, k) => assert.ok(maxAbsDiff(got[k], want[k]) < 1e-5, `transposeB ${transposeB} ${name}: ${maxAbsDiff(got[k], want[k])}`));
+  }
 });
 
 test.run();
