@@ -22,12 +22,17 @@ const HELP = `Usage: npm run eval-bench -- [flags]
   --baseline SRC     Evaluated on the same prompts for comparison (default: the policy the last
                      train-grpo run started from, from its config.json); "" for none
   --rm DIR           The judge (default runs/train-rm/reward-model)
+  --max-length N     Longest judge input in tokens (default: the RM's own, from training); an
+                     input whose criterion and last prompt turn alone are longer is an error
   --grader NAME      rm (default: the RM judges every criterion) or grades (the records' provided
                      grades of the response; needs response:ID sources)
   --data PATH        Held-out records, file or folder (default data/test.jsonl: never trained on)
   --format NAME      promedical (default), healthbench, kqa, kqa-nli, rar, ultramedical
   --limit N          Only the first N records
   --max-new-tokens N Answer length for policies (default 64)
+  --temperature X    0 (default) answers greedily; > 0 samples (Qwen3's non-thinking
+                     recommendation: 0.7 with --top-p 0.8 --top-k 20), seeded by --seed
+  --top-p X, --top-k N
   --no-judge         Skip the judge evaluation (RM vs gold grades; on when records carry grades)
   --seed N           Bootstrap and sampling seed (default 0)
   --out DIR          Report folder (default runs/eval-bench): report.md, tiers.svg, specialties.svg,
@@ -41,11 +46,15 @@ const { values: a } = parseArgs({
     policy: { type: 'string', default: 'runs/train-grpo/policy' },
     baseline: { type: 'string' },
     rm: { type: 'string', default: 'runs/train-rm/reward-model' },
+    'max-length': { type: 'string' },
     grader: { type: 'string', default: 'rm' },
     data: { type: 'string', default: 'data/test.jsonl' },
     format: { type: 'string', default: 'promedical' },
     limit: { type: 'string' },
     'max-new-tokens': { type: 'string', default: '64' },
+    temperature: { type: 'string', default: '0' },
+    'top-p': { type: 'string' },
+    'top-k': { type: 'string' },
     'no-judge': { type: 'boolean', default: false },
     seed: { type: 'string', default: '0' },
     out: { type: 'string', default: 'runs/eval-bench' },
@@ -95,7 +104,7 @@ if (records.length === 0) fail(`no records to evaluate in ${a.data}`);
 const rm = a.grader === 'rm' || !a['no-judge'] ? await loadRm() : null;
 async function loadRm(): Promise<CriteriaRewardModel> {
   if (!fs.existsSync(path.join(a.rm!, 'reward_config.json'))) fail(`no reward model at ${a.rm}: run \`npm run train-rm\` first (or pass --rm)`);
-  return CriteriaRewardModel.load(a.rm!);
+  return CriteriaRewardModel.load(a.rm!, { maxLength: a['max-length'] ? Number(a['max-length']) : undefined });
 }
 
 /** Each system's response texts, one per record. */
@@ -115,10 +124,13 @@ async function textsOf(src: string): Promise<string[]> {
     }
     return records.map((r) => byId.get(r.id) ?? fail(`${file}: no response for record ${r.id}`));
   }
-  say(`answering ${records.length} prompts with ${src} (greedy, up to ${a['max-new-tokens']} tokens)`);
+  const temperature = Number(a.temperature);
+  say(`answering ${records.length} prompts with ${src} (${temperature > 0 ? `sampling at temperature ${temperature}` : 'greedy'}, up to ${a['max-new-tokens']} tokens)`);
   const policy = await loadQwen3(src);
   const tok = loadTokenizer(fs.existsSync(path.join(src, 'tokenizer.json')) ? src : undefined);
-  const texts = await policyResponses(policy, tok, records, { maxNewTokens: Number(a['max-new-tokens']), seed });
+  const texts = await policyResponses(policy, tok, records, {
+    maxNewTokens: Number(a['max-new-tokens']), temperature, topP: a['top-p'] ? Number(a['top-p']) : undefined, topK: a['top-k'] ? Number(a['top-k']) : undefined, seed,
+  });
   policy.dispose();
   return texts;
 }
@@ -178,6 +190,7 @@ const { report, charts } = await writeBenchReport(a.out!, {
     `data: ${a.data} (${a.format}), ${records.length} prompts`,
     `grader: ${a.grader === 'rm' ? `criteria-injected reward model ${a.rm}` : 'provided grades'}`,
     `systems: ${sources.map((s) => s.name).join(' vs ')}`,
+    `decoding: ${Number(a.temperature) > 0 ? `sampling, temperature ${a.temperature}${a['top-p'] ? `, top-p ${a['top-p']}` : ''}${a['top-k'] ? `, top-k ${a['top-k']}` : ''}` : 'greedy'}, up to ${a['max-new-tokens']} new tokens`,
     `seed ${seed}`,
   ],
 });

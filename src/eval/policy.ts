@@ -42,13 +42,13 @@ export interface PolicyReport {
 }
 
 /** Generates one response per record with `policy` (greedy unless told otherwise). */
-export async function policyResponses(policy: Qwen3ForCausalLM, tok: ChatTokenizer, records: RubricRecord[], opts: { maxNewTokens?: number; temperature?: number; topP?: number; seed?: number; batchSize?: number } = {}): Promise<string[]> {
+export async function policyResponses(policy: Qwen3ForCausalLM, tok: ChatTokenizer, records: RubricRecord[], opts: { maxNewTokens?: number; temperature?: number; topP?: number; topK?: number; seed?: number; batchSize?: number } = {}): Promise<string[]> {
   const out: string[] = [];
   const batch = opts.batchSize ?? 8;
   for (let i = 0; i < records.length; i += batch) {
     const chunk = records.slice(i, i + batch);
     const prompts = chunk.map((r) => tok.encodeChat(r.prompt, { addGenerationPrompt: true, enableThinking: false }));
-    const ids = await generate(policy, prompts, { maxNewTokens: opts.maxNewTokens ?? 96, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed ?? 0, stopTokenIds: tok.stopTokenIds });
+    const ids = await generate(policy, prompts, { maxNewTokens: opts.maxNewTokens ?? 96, temperature: opts.temperature ?? 0, topP: opts.topP, topK: opts.topK, seed: `${opts.seed ?? 0}:${i}`, stopTokenIds: tok.stopTokenIds });
     out.push(...ids.map((c) => tok.decode(c.filter((id) => id < tok.vocabSize), { skipSpecialTokens: true })));
   }
   return out;

@@ -128,8 +128,9 @@ export class CriteriaRewardModel {
     }
   }
 
-  /** Rebuilds a model written by save(). */
-  static async load(dir: string): Promise<CriteriaRewardModel> {
+  /** Rebuilds a model written by save(). `maxLength` overrides the saved input length (e.g. longer
+   * inputs when judging than when training). */
+  static async load(dir: string, opts: { maxLength?: number } = {}): Promise<CriteriaRewardModel> {
     const file = path.join(dir, CONFIG_FILE);
     if (!fs.existsSync(file)) throw new Error(`${file}: not found; is ${dir} a reward model saved by CriteriaRewardModel.save?`);
     const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { shared_head: boolean; max_length: number; backbone: { path?: string; base?: string; adapter?: string } };
@@ -137,7 +138,7 @@ export class CriteriaRewardModel {
     const backbone = await loadQwen3(backboneDir);
     if (cfg.backbone.adapter) loadLora(backbone, path.join(dir, cfg.backbone.adapter));
     const tokenizer = loadTokenizer(fs.existsSync(path.join(backboneDir, 'tokenizer.json')) ? backboneDir : undefined);
-    const rm = new CriteriaRewardModel(backbone, tokenizer, { sharedHead: cfg.shared_head, maxLength: cfg.max_length });
+    const rm = new CriteriaRewardModel(backbone, tokenizer, { sharedHead: cfg.shared_head, maxLength: opts.maxLength ?? cfg.max_length });
     const st = readSafetensors(path.join(dir, 'heads.safetensors'));
     try {
       for (const [name, v] of rm.heads) {
