@@ -80,7 +80,8 @@ CONFIGS = {
                  tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6),
 }
 LORA_TARGETS = ("q_proj", "v_proj")
-MODES = ("forward", "train")
+MODES = ("forward", "train", "generate", "rm")
+GENERATE_PROMPT = 32  # generate mode: prompt tokens per row (the new tokens are --seq)
 
 
 # --------------------------------------------------------------------------
@@ -134,7 +135,7 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(d.D, d.eps)
         self.k_norm = RMSNorm(d.D, d.eps)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, cache=None):
         d, (B, T, _) = self.d, x.shape
         # Per-head RMSNorm over head_dim before RoPE; v is not normalized.
         q = self.q_norm(self.q_proj(x).view(B, T, d.nH, d.D)).transpose(1, 2)   # [B, nH, T, D]
@@ -142,11 +143,17 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, d.nKV, d.D).transpose(1, 2)
         q = q * cos + ref.rotate_half(q) * sin
         k = k * cos + ref.rotate_half(k) * sin
+        if cache is not None:  # KV cache (generate mode): keys/values of earlier positions first
+            if "k" in cache:
+                k, v = torch.cat((cache["k"], k), dim=2), torch.cat((cache["v"], v), dim=2)
+            cache["k"], cache["v"] = k, v
         # GQA: query head h reads kv head h // n_rep.
         n_rep = d.nH // d.nKV
         k = k.repeat_interleave(n_rep, dim=1)
         v = v.repeat_interleave(n_rep, dim=1)
-        scores = (q @ k.transpose(-1, -2)) * d.D ** -0.5 + mask
+        scores = (q @ k.transpose(-1, -2)) * d.D ** -0.5
+        if mask is not None:
+            scores = scores + mask
         probs = torch.softmax(scores, dim=-1)
         out = (probs @ v).transpose(1, 2).reshape(B, T, d.nH * d.D)
         return self.o_proj(out)
@@ -171,8 +178,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(d.H, d.eps)
         self.post_attention_layernorm = RMSNorm(d.H, d.eps)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, mask, cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -200,11 +207,11 @@ class Qwen3ForCausalLM(nn.Module):
         self.model = Qwen3Model(d)
         self.lm_head = None if d.tied else Linear(d.H, d.V)
 
-    def rope_and_mask(self, T, dtype):
-        """cos/sin [T, D] for positions 0..T-1 (computed in float64) and the [T, T] causal mask."""
+    def rope_and_mask(self, T, dtype, start=0):
+        """cos/sin [T, D] for positions start..start+T-1 (computed in float64) and the [T, T] causal mask."""
         d = self.d
         inv_freq = 1.0 / d.theta ** (torch.arange(0, d.D, 2, dtype=torch.float64) / d.D)
-        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq
+        freqs = torch.arange(start, start + T, dtype=torch.float64)[:, None] * inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
         mask = torch.full((T, T), torch.finfo(dtype).min, dtype=dtype).triu(1)  # 0 at key <= query
         return emb.cos().to(dtype), emb.sin().to(dtype), mask
@@ -219,6 +226,33 @@ class Qwen3ForCausalLM(nn.Module):
         hidden = self.model.norm(x)
         # Tied: lm_head is the embedding matrix.
         return hidden @ embed.weight.T if self.lm_head is None else self.lm_head(hidden)
+
+    def hidden_states(self, input_ids, caches=None, start=0):
+        """Final-normed hidden states [B, T, H]; with per-layer `caches` (dicts), a KV-cached step."""
+        embed = self.model.embed_tokens
+        T = input_ids.shape[1]
+        cos, sin, mask = self.rope_and_mask(T, embed.weight.dtype, start)
+        x = embed(input_ids)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask if T > 1 else None, None if caches is None else caches[i])
+        return self.model.norm(x)
+
+    def head(self, hidden):
+        embed = self.model.embed_tokens
+        return hidden @ embed.weight.T if self.lm_head is None else self.lm_head(hidden)
+
+    @torch.no_grad()
+    def generate(self, prompt_ids, new_tokens):
+        """Greedy decoding with a KV cache: the prompt in one pass, then one token per step."""
+        caches = [{} for _ in self.model.layers]
+        logits = self.head(self.hidden_states(prompt_ids, caches)[:, -1:])
+        out, pos = [], prompt_ids.shape[1]
+        for _ in range(new_tokens):
+            nxt = logits.argmax(-1)  # [B, 1]
+            out.append(nxt)
+            logits = self.head(self.hidden_states(nxt, caches, pos))
+            pos += 1
+        return torch.cat(out, dim=1)
 
     def add_lora(self, r, alpha):
         for layer in self.model.layers:
@@ -375,6 +409,22 @@ def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
     def train_step():
         ref.causal_lm_loss(model(ids), ids).backward()
 
+    # generate: `batch` rows of GENERATE_PROMPT prompt tokens, `seq` new tokens each (greedy).
+    prompt = torch.randint(0, model.d.V, (batch, GENERATE_PROMPT), generator=torch.Generator().manual_seed(1))
+
+    def generate_step():
+        model.generate(prompt, seq)
+
+    # rm: a Bradley-Terry step of a reward model: `batch` pairs (2 * batch sequences of `seq`
+    # tokens), a Linear(H, 1) head on the last token, -log sigmoid(r_chosen - r_rejected), backward.
+    rm_ids = torch.randint(0, model.d.V, (2 * batch, seq), generator=torch.Generator().manual_seed(2))
+    rm_head = torch.nn.Linear(model.d.H, 1, bias=False)
+    torch.nn.init.normal_(rm_head.weight, std=0.02)
+
+    def rm_step():
+        r = rm_head(model.hidden_states(rm_ids)[:, -1]).squeeze(-1)
+        torch.nn.functional.softplus(-(r[:batch] - r[batch:])).mean().backward()
+
     def clear_grads():
         for p in params:
             p.grad = None
@@ -382,13 +432,20 @@ def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
     gc.collect()
     if rss_reset:
         reset_peak_rss()
+    tokens = batch * seq
     if mode == "forward":
         seconds = time_median(forward_step, repeats)
+    elif mode == "generate":
+        seconds = time_median(generate_step, repeats)
+    elif mode == "rm":
+        seconds = time_median(rm_step, repeats, before=clear_grads)
+        clear_grads()
+        tokens = 2 * batch * seq
     else:
         seconds = time_median(train_step, repeats, before=clear_grads)
         clear_grads()
     return {"config": config, "seq": seq, "batch": batch, "lora_rank": lora_rank, "mode": mode,
-            "tokens_per_s": batch * seq / seconds, "seconds_median": seconds,
+            "tokens_per_s": tokens / seconds, "seconds_median": seconds,
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
@@ -401,7 +458,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning in train mode")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up")
-    parser.add_argument("--modes", default="forward,train", help="comma list of forward,train")
+    parser.add_argument("--modes", default="forward,train", help="comma list of forward,train,generate,rm "
+                        "(generate: --seq new tokens after a 32-token prompt, per row of --batch; "
+                        "rm: --batch pairs of --seq tokens)")
     parser.add_argument("--skip-check", action="store_true", help="skip the float64 reference check")
     args = parser.parse_args(argv)
     configs = args.config or ["tiny"]

@@ -2,8 +2,12 @@
 // (bench/model_pytorch.py: Debian's python3-torch, 2 threads, on OpenBLAS when installed) on the
 // same machine and configs. Not part of npm test.
 //
-//   npx tsx bench/model.ts [--quick] [--no-torch] [--backend wasm|cpu|tensorflow]
+//   npm run bench [-- --quick] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N]
 //
+// Cases: forward (full logits) and training (forward + next-token loss + backward, the library's
+// path: the fused LM head) at T = 128 / 512 / 2048; greedy generation with the KV cache at batch 1
+// and 8 (32 prompt tokens, 64 new); a reward-model Bradley-Terry step (4 pairs of 256 tokens, a
+// tier head on the last token); a 0.6B-shaped model's load, forward and LoRA training.
 // Every case runs in its own process, so a case that runs out of memory (wasm stops at 4 GB)
 // is reported without taking the others down, and peak RSS belongs to that case alone.
 // Prints a table on stderr and one JSON line on stdout; ratios are ours / PyTorch in tokens/s
@@ -13,33 +17,43 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { addLora, initBackend, loadQwen3, qwen3Config, Qwen3ForCausalLM, writeRandomQwen3, type Qwen3Preset } from '../src/index.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { addLora, bradleyTerryLoss, generate, initBackend, loadQwen3, qwen3Config, Qwen3ForCausalLM, writeRandomQwen3, type Qwen3Preset } from '../src/index.js';
 
-interface Case { config: Qwen3Preset; seq: number; mode: 'forward' | 'train' | 'load'; loraRank: number }
-interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; error?: string }
+type Mode = 'forward' | 'train' | 'generate' | 'rm' | 'load';
+/** seq: tokens per sequence (generate: new tokens per row); batch: rows (rm: pairs). */
+interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number }
+interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; wasmHeapMb?: number; error?: string }
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const backend = (flag('--backend') ?? 'wasm') as 'wasm';
+const threads = Number(flag('--threads') ?? 1);
 const quick = args.includes('--quick');
 const repeats = quick ? 1 : 3;
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
+const PROMPT = 32; // generate: prompt tokens per row (as bench/model_pytorch.py)
 
-const big = (seq: number, mode: Case['mode'], loraRank: number): Case => ({ config: '0.6B', seq, mode, loraRank });
+const tiny = (mode: Mode, seq: number, batch = 1): Case => ({ config: 'tiny', seq, mode, loraRank: 0, batch });
+const big = (mode: Mode, seq: number, loraRank = 0, batch = 1): Case => ({ config: '0.6B', seq, mode, loraRank, batch });
 const CASES: Case[] = [
-  ...[128, 512, 2048].flatMap((seq) => (['forward', 'train'] as const).map((mode): Case => ({ config: 'tiny', seq, mode, loraRank: 0 }))),
-  big(0, 'load', 0),
-  big(128, 'forward', 0),
-  big(128, 'train', 8),
-  big(512, 'train', 8),
-].filter((c) => !quick || c.seq <= 512);
+  ...[128, 512, 2048].flatMap((seq) => [tiny('forward', seq), tiny('train', seq)]),
+  tiny('generate', 64, 1),
+  tiny('generate', 64, 8),
+  tiny('rm', 256, 4),
+  big('load', 0),
+  big('forward', 128),
+  big('train', 128, 8),
+  big('train', 512, 8),
+  big('generate', 16, 1),
+].filter((c) => !quick || (c.config === 'tiny' && c.seq <= 512));
 
-/** transformers' causal-LM loss, gathering target log-probs without a one-hot. */
-function nextTokenLoss(logits: tf.Tensor3D, ids: tf.Tensor2D): tf.Scalar {
-  const [B, T, V] = logits.shape;
-  const logp = tf.logSoftmax(logits.slice([0, 0, 0], [B, T - 1, V]).reshape([-1, V]));
-  const index = tf.range(0, B * (T - 1), 1, 'int32').mul(tf.scalar(V, 'int32')).add(ids.slice([0, 1], [B, T - 1]).reshape([-1]));
-  return tf.gather(logp.reshape([-1]), index).mean().neg() as tf.Scalar;
+/** The library's causal-LM training loss: hidden states, then the fused LM head on shifted ids. */
+function causalLmLoss(model: Qwen3ForCausalLM, ids: tf.Tensor2D): tf.Scalar {
+  const [B, T] = ids.shape;
+  const hidden = model.hiddenStates(ids);
+  const H = hidden.shape[2];
+  return model.tokenLogProbs(hidden.slice([0, 0, 0], [B, T - 1, H]), ids.slice([0, 1], [B, T - 1])).logp.mean().neg() as tf.Scalar;
 }
 
 /** A 0.6B-shaped BF16 checkpoint in 300 MB shards, written once (about 1.2 GB). */
@@ -53,7 +67,7 @@ async function bf16Checkpoint(): Promise<string> {
 
 /** One case, in this process (the child side). */
 async function runCase(c: Case): Promise<Result> {
-  await initBackend(backend, { log: () => {} });
+  await initBackend(backend, { log: () => {}, wasmThreads: threads });
   if (c.mode === 'load') {
     const dir = await bf16Checkpoint();
     const before = rssMb();
@@ -65,15 +79,30 @@ async function runCase(c: Case): Promise<Result> {
   }
   const model = Qwen3ForCausalLM.random(qwen3Config(c.config), 0);
   if (c.loraRank > 0) addLora(model, { r: c.loraRank, alpha: 2 * c.loraRank, targetModules: ['q_proj', 'v_proj'], seed: 1 });
-  const ids = tf.randomUniform([1, c.seq], 0, model.config.vocabSize, 'int32', 1) as tf.Tensor2D;
+  const V = model.config.vocabSize;
+  const rows = c.mode === 'rm' ? 2 * c.batch : c.batch;
+  const ids = tf.randomUniform([rows, c.seq], 0, V, 'int32', 1) as tf.Tensor2D;
   const vars = model.trainableVariables();
+  const head = tf.variable(tf.randomNormal([1, model.config.hiddenSize], 0, 0.02, 'float32', 2), true, 'score.head');
+  const prompts = Array.from({ length: c.batch }, (_, b) => Array.from({ length: PROMPT }, (_, t) => (b * 7919 + t * 104729) % V));
   const step = async () => {
     if (c.mode === 'forward') {
       const logits = model.forward(ids);
       await logits.data();
       logits.dispose();
+    } else if (c.mode === 'generate') {
+      await generate(model, prompts, { maxNewTokens: c.seq, temperature: 0, stopTokenIds: [] });
     } else {
-      const { value, grads } = tf.variableGrads(() => nextTokenLoss(model.forward(ids), ids), vars);
+      const loss = c.mode === 'train'
+        ? () => causalLmLoss(model, ids)
+        : () => {
+            // A tier head on each sequence's last token; rows 0..B-1 chosen, B..2B-1 rejected.
+            const h = model.hiddenStates(ids);
+            const last = h.slice([0, c.seq - 1, 0], [rows, 1, -1]).reshape([rows, -1]);
+            const r = tf.matMul(head, last, false, true).reshape([rows]) as tf.Tensor1D;
+            return bradleyTerryLoss(r.slice(0, c.batch), r.slice(c.batch, c.batch));
+          };
+      const { value, grads } = tf.variableGrads(loss, c.mode === 'rm' ? [...vars, head] : vars);
       await value.data();
       tf.dispose([value, ...Object.values(grads)]);
     }
@@ -87,13 +116,15 @@ async function runCase(c: Case): Promise<Result> {
   }
   times.sort((a, b) => a - b);
   const seconds = times[Math.floor(times.length / 2)];
-  return { ...c, tokensPerS: c.seq / seconds, seconds, peakRssMb: rssMb() };
+  // wasm memory only grows: its size at the end is the peak of the tfjs heap.
+  const wasmHeapMb = tf.getBackend() === 'wasm' ? ((tf.backend() as BackendWasm).wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.length / 2 ** 20 : undefined;
+  return { ...c, tokensPerS: (rows * c.seq) / seconds, seconds, peakRssMb: rssMb(), wasmHeapMb };
 }
 
 /** The parent side: each case in a child process. */
 function spawnCase(c: Case): Result {
   if (c.mode === 'load') spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--prepare-load'], { stdio: 'inherit' });
-  const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--case', JSON.stringify(c), '--backend', backend, ...(quick ? ['--quick'] : [])], {
+  const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--case', JSON.stringify(c), '--backend', backend, '--threads', String(threads), ...(quick ? ['--quick'] : [])], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });
@@ -107,7 +138,7 @@ function spawnCase(c: Case): Result {
   }
 }
 
-interface TorchRow { config: string; seq: number; mode: string; lora_rank: number; tokens_per_s: number; peak_rss_mb: number }
+interface TorchRow { config: string; seq: number; batch: number; mode: string; lora_rank: number; tokens_per_s: number; peak_rss_mb: number }
 
 function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknown> } {
   const rows: TorchRow[] = [];
@@ -115,7 +146,7 @@ function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknow
   for (const c of cases.filter((x) => x.mode !== 'load')) {
     try {
       const out = execFileSync('/usr/bin/python3', [
-        'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode,
+        'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode, '--batch', String(c.batch),
         '--lora-rank', String(c.loraRank), '--repeats', String(repeats), '--threads', '2', '--skip-check',
       ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
       const json = JSON.parse(out.trim().split('\n').at(-1)!);
@@ -128,7 +159,14 @@ function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknow
   return { rows, meta };
 }
 
-const key = (c: Case) => (c.mode === 'load' ? `load_${c.config.toLowerCase()}_bf16` : `${c.mode}_${c.config.toLowerCase()}_t${c.seq}${c.loraRank ? `_lora${c.loraRank}` : ''}`);
+/** Ratio keys: train_tiny_t512, forward_tiny_t512, generate_tiny_b8, rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8)... */
+const key = (c: Case) => {
+  const cfg = c.config.toLowerCase();
+  if (c.mode === 'load') return `load_${cfg}_bf16`;
+  if (c.mode === 'generate') return `generate_${cfg}_b${c.batch}`;
+  if (c.mode === 'rm') return `rm_${cfg}_b${c.batch}_t${c.seq}`;
+  return `${c.mode}_${cfg}_t${c.seq}`;
+};
 
 if (args.includes('--prepare-load')) {
   await initBackend('cpu', { log: () => {} });
@@ -144,14 +182,15 @@ if (args.includes('--prepare-load')) {
   }
   const torch = args.includes('--no-torch') ? { rows: [], meta: {} } : pytorch(CASES);
   const ratios: Record<string, number> = {};
-  const lines = ['| case | ours tok/s (or s) | PyTorch tok/s | ours / PyTorch | ours peak RSS MB | PyTorch peak RSS MB |', '|---|---|---|---|---|---|'];
+  const lines = ['| case | ours tok/s (or s) | PyTorch tok/s | ours / PyTorch | ours peak RSS MB | ours wasm heap MB | PyTorch peak RSS MB |', '|---|---|---|---|---|---|---|'];
   for (const r of mine) {
-    const t = torch.rows.find((x) => x.config === r.config && x.seq === r.seq && x.mode === r.mode && x.lora_rank === r.loraRank);
+    const t = torch.rows.find((x) => x.config === r.config && x.seq === r.seq && x.mode === r.mode && x.lora_rank === r.loraRank && x.batch === r.batch);
     const ratio = t && r.tokensPerS ? r.tokensPerS / t.tokens_per_s : NaN;
     if (Number.isFinite(ratio)) ratios[key(r)] = Number(ratio.toFixed(3));
     const ourCell = r.error ? `failed: ${r.error}` : r.tokensPerS ? r.tokensPerS.toFixed(1) : `${r.seconds!.toFixed(1)} s`;
-    lines.push(`| ${key(r)} | ${ourCell} | ${t ? t.tokens_per_s.toFixed(1) : '-'} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : '-'} | ${r.peakRssMb.toFixed(0)} | ${t ? t.peak_rss_mb.toFixed(0) : '-'} |`);
+    const name = `${key(r)}${r.loraRank ? ` (LoRA r${r.loraRank})` : ''}`;
+    lines.push(`| ${name} | ${ourCell} | ${t ? t.tokens_per_s.toFixed(1) : '-'} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : '-'} | ${r.peakRssMb.toFixed(0)} | ${r.wasmHeapMb?.toFixed(0) ?? '-'} | ${t ? t.peak_rss_mb.toFixed(0) : '-'} |`);
   }
   process.stderr.write(lines.join('\n') + '\n');
-  console.log(JSON.stringify({ backend, pytorch: torch.meta, ours: mine, ratios }));
+  console.log(JSON.stringify({ backend, threads, pytorch: torch.meta, ours: mine, ratios }));
 }
