@@ -2,7 +2,7 @@
 // (bench/model_pytorch.py: Debian's python3-torch, 2 threads, on OpenBLAS when installed) on the
 // same machine and configs. Not part of npm test.
 //
-//   npm run bench [-- --quick] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N]
+//   npm run bench [-- --quick] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
 //
 // Cases: forward (full logits) and training (forward + next-token loss + backward, the library's
 // path: the fused LM head) at T = 128 / 512 / 2048; greedy generation with the KV cache at batch 1
@@ -28,7 +28,8 @@ interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const backend = (flag('--backend') ?? 'wasm') as 'wasm';
-const threads = Number(flag('--threads') ?? 1);
+const threadsFlag = flag('--threads') ?? 'auto';
+const threads: number | 'auto' = threadsFlag === 'auto' ? 'auto' : Number(threadsFlag);
 const quick = args.includes('--quick');
 const repeats = quick ? 1 : 3;
 const rssMb = () => process.resourceUsage().maxRSS / 1024;

@@ -1,4 +1,5 @@
 // Backend selection: CUDA through tfjs-node-gpu where it can run, else the best CPU backend here.
+import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmKernels } from './wasm_kernels.js';
@@ -18,9 +19,11 @@ export interface BackendInfo {
 export interface InitBackendOptions {
   /** Where the notes go; default one line each on stderr. Pass `() => {}` to silence. */
   log?: (line: string) => void;
-  /** Threads of the wasm backend, main thread included (default 1, or PROMEDICAL_WASM_THREADS).
-   * More than one pays off only on otherwise idle cores: a busy core stalls every op. */
-  wasmThreads?: number;
+  /** Threads of the wasm backend, main thread included: a number, or 'auto' (default) for the
+   * machine's cores (at most 8, XNNPACK's pool). PROMEDICAL_WASM_THREADS overrides. Threads pay off
+   * on otherwise idle cores only: when other jobs share the cores, every op waits for the slowest
+   * thread (many small ops then run several times slower), so give such runs 1. */
+  wasmThreads?: number | 'auto';
 }
 
 const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -49,9 +52,10 @@ export async function initBackend(
     prefer = fromEnv as BackendPreference;
   }
   const threadsEnv = process.env.PROMEDICAL_WASM_THREADS?.trim();
-  const threads = threadsEnv ? Number(threadsEnv) : opts.wasmThreads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1) {
-    throw new Error(`${threadsEnv ? `PROMEDICAL_WASM_THREADS=${threadsEnv}` : `wasmThreads ${opts.wasmThreads}`}: expected a whole number >= 1`);
+  const wanted = threadsEnv || (opts.wasmThreads ?? 'auto');
+  const threads = wanted === 'auto' ? Math.min(8, os.availableParallelism()) : Number(wanted);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 8) {
+    throw new Error(`${threadsEnv ? `PROMEDICAL_WASM_THREADS=${threadsEnv}` : `wasmThreads ${opts.wasmThreads}`}: expected 'auto' or a whole number from 1 to 8`);
   }
   const notes: string[] = [];
   if (fromEnv) notes.push(`PROMEDICAL_BACKEND=${fromEnv} overrides the requested backend`);

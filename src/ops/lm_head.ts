@@ -10,9 +10,7 @@
 // [N, V] array: dW^T = x^T (onehot - P) is a plain matMul with the block as second operand, and
 // the one-hot part is a gather / segment sum of N rows.
 //
-// log p[y] = z[y] - logsumexp(z) is read off the softmax without a separate log-sum-exp: the row
-// maximum m has probability p_max = exp(m - lse), so log p[y] = z[y] - m + log p_max, which is
-// exact and never takes the log of an underflowed probability (p_max >= 1 / V).
+// log p[y] is read off the softmax (see blockForward) instead of a separate log-sum-exp pass.
 import * as tf from '@tensorflow/tfjs';
 
 /** Logits per block: about 16M (64 MB of float32). */
@@ -56,20 +54,37 @@ function blocks(N: number, rows: number): Block[] {
   return out;
 }
 
-/** Probabilities and the pieces of log p[y] for one block of (already temperature-scaled) rows. */
-function blockForward(xs: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D, entropy: boolean) {
+/** The head's logits for a block of rows, [c, V]: x W^T with a transposed copy of a small W as the
+ * second operand (XNNPACK packs it once per call of the op), else (W x^T)^T with W first. */
+function blockLogits(xs: tf.Tensor2D, w: tf.Tensor2D, wT: tf.Tensor2D | null): tf.Tensor2D {
+  return wT ? tf.matMul(xs, wT) : (tf.matMul(w, xs.transpose()).transpose() as tf.Tensor2D);
+}
+
+/** Smallest normal float32: log-probabilities saturate at log(FLT_MIN) = -87.34. */
+const FLT_MIN = 1.1754943508222875e-38;
+
+/**
+ * Probabilities and log p[y] for one block of (already temperature-scaled) rows. log p[y] is read
+ * off the softmax, log(max(p[y], FLT_MIN)): one pass fewer than a separate log-sum-exp, exact
+ * unless the model gives y less than 1e-38 (then it reads -87.34; the gradient, built from P, is
+ * exact regardless). With `entropy`, log p[y] is exact everywhere: z[y] - m + log p_max, since
+ * the row maximum m has probability p_max = exp(m - lse); H = lse - sum p z.
+ */
+function blockForward(xs: tf.Tensor2D, w: tf.Tensor2D, wT: tf.Tensor2D | null, ids: tf.Tensor1D, entropy: boolean) {
   return tf.tidy(() => {
     const [c] = xs.shape;
     const V = w.shape[0];
-    const z = tf.matMul(w, xs.transpose()).transpose() as tf.Tensor2D; // [c, V], W first
-    const m = z.max(-1);
+    const z = blockLogits(xs, w, wT);
     const p = tf.softmax(z) as tf.Tensor2D;
-    const logPmax = p.max(-1).log();
     const flat = tf.range(0, c, 1, 'int32').mul(tf.scalar(V, 'int32')).add(ids);
-    const logp = tf.gather(z.reshape([-1]), flat).sub(m).add(logPmax) as tf.Tensor1D;
-    // H = lse - sum p z, with lse = m - log p_max.
-    const ent = entropy ? (m.sub(logPmax).sub(p.mul(z).sum(-1)) as tf.Tensor1D) : undefined;
-    return { p, logp, ent };
+    if (!entropy) {
+      const logp = tf.gather(p.reshape([-1]), flat).maximum(FLT_MIN).log() as tf.Tensor1D;
+      return { p, logp, ent: undefined };
+    }
+    const m = z.max(-1);
+    const lse = m.sub(p.max(-1).log());
+    const logp = tf.gather(z.reshape([-1]), flat).sub(lse) as tf.Tensor1D;
+    return { p, logp, ent: lse.sub(p.mul(z).sum(-1)) as tf.Tensor1D };
   });
 }
 
@@ -110,7 +125,12 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
   // The op's inputs: x, W (when trained) and ids; ids and a frozen W are closed over.
   const f = (xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
     const xs = temperature === 1 ? xi : (xi.div(temperature) as tf.Tensor2D);
-    const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, ids.slice(b.r0, b.rows), opts.entropy ?? false));
+    // A small W is transposed once per call: its [H, V] copy makes every block's logits one plain
+    // product without transposing a [c, V] block (which costs more than the product on wasm).
+    const smallW = V * H * 4 <= PACK_W_BYTES;
+    const wT = smallW ? (wi.transpose() as tf.Tensor2D) : null;
+    const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, wT, ids.slice(b.r0, b.rows), opts.entropy ?? false));
+    wT?.dispose();
     const logp = tf.concat(parts.map((q) => q.logp)) as tf.Tensor1D;
     if (opts.entropy) entropy = tf.keep(tf.concat(parts.map((q) => q.ent!)) as tf.Tensor1D);
     const probs = keepProbs ? parts.map((q) => q.p) : [];
@@ -129,7 +149,7 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
           const s = dyT.slice(b.r0, b.rows).expandDims(1);
           const sw = dy.slice(b.r0, b.rows).expandDims(1);
           const xb = xsS.slice([b.r0, 0], [b.rows, H]);
-          const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, idsS.slice(b.r0, b.rows), false).p);
+          const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, null, idsS.slice(b.r0, b.rows), false).p);
           dxParts.push(tf.tidy(() => tf.gather(wS, idsS.slice(b.r0, b.rows)).sub(probsTimesW(p, wS)).mul(s) as tf.Tensor2D));
           if (trainWeight) {
             const next: tf.Tensor2D = tf.tidy(() => {

@@ -1,6 +1,9 @@
-// initBackend: the auto order, explicit choices, and the PROMEDICAL_BACKEND override.
+// initBackend: the auto order, explicit choices, the PROMEDICAL_BACKEND override, and wasm threads.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/ops/backend.js';
@@ -69,6 +72,47 @@ test('PROMEDICAL_BACKEND overrides the argument, and a bad value is an error', a
   } catch (err) {
     assert.match((err as Error).message, /PROMEDICAL_BACKEND=cuda is not one of auto, tensorflow, wasm, cpu/);
   }
+});
+
+
+test('wasm on 2 threads (own process): reports them, matches the cpu backend, and the process exits', () => {
+  // In a child: the wasm module is set up once per process, so this process's choice is fixed.
+  const script = `
+    import * as tf from '@tensorflow/tfjs';
+    import { initBackend } from '${new URL('../../src/ops/backend.ts', import.meta.url).pathname}';
+    const info = await initBackend('wasm', { wasmThreads: 2, log: () => {} });
+    const a = tf.randomUniform([300, 200], -1, 1, 'float32', 1), b = tf.randomUniform([200, 500], -1, 1, 'float32', 2);
+    const wasm = tf.matMul(a, b).dataSync();
+    const av = a.dataSync(), bv = b.dataSync();
+    await tf.setBackend('cpu');
+    const cpu = tf.matMul(tf.tensor2d(av, [300, 200]), tf.tensor2d(bv, [200, 500])).dataSync();
+    let diff = 0;
+    for (let i = 0; i < cpu.length; i++) diff = Math.max(diff, Math.abs(cpu[i] - wasm[i]));
+    console.log(JSON.stringify({ device: info.device, diff }));`;
+  // Under node_modules/.cache so that '@tensorflow/tfjs' resolves to this repository's copy.
+  const root = new URL('../..', import.meta.url).pathname;
+  fs.mkdirSync(path.join(root, 'node_modules', '.cache'), { recursive: true });
+  const dir = fs.mkdtempSync(path.join(root, 'node_modules', '.cache', 'promedical-threads-'));
+  const file = path.join(dir, 'threads.mts');
+  fs.writeFileSync(file, script);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PROMEDICAL_BACKEND: '', PROMEDICAL_WASM_THREADS: '' } });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.is(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr.slice(-500)}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.match(out.device, /wasm, SIMD, 2 threads/);
+  assert.ok(out.diff < 1e-4, `max |wasm - cpu| ${out.diff}`);
+});
+
+test('a bad thread count is refused, naming the setting', async () => {
+  process.env.PROMEDICAL_WASM_THREADS = 'many';
+  let message = '';
+  try {
+    await initBackend('wasm', { log: () => {} });
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  delete process.env.PROMEDICAL_WASM_THREADS;
+  assert.match(message, /PROMEDICAL_WASM_THREADS=many: expected 'auto' or a whole number from 1 to 8/);
 });
 
 test.run();

@@ -44,20 +44,22 @@ test('linear with a frozen weight: same value and input gradient, and no gradien
 });
 
 
-test('groupedMatMul (plain 2D products per group on wasm): values and gradients equal tf.matMul + autodiff', async () => {
-  const G = 3, M = 5, K = 4, N = 6;
-  const as = randomArray(G * M * K, 'ga'), bs = randomArray(G * K * N, 'gb'), up = randomArray(G * M * N, 'gup');
-  for (const transposeB of [false, true]) {
-    const bShape: [number, number, number] = transposeB ? [G, N, K] : [G, K, N];
-    const run = (f: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor) => () => {
-      const a = tf.tensor3d(as, [G, M, K]), b = tf.tensor3d(bs, bShape), u = tf.tensor3d(up, [G, M, N]);
-      const { grads } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) => f(x as tf.Tensor3D, y as tf.Tensor3D).mul(u).sum() as tf.Scalar)([a, b]);
-      return [f(a, b), ...grads];
-    };
-    const want = await runOn('cpu', run((a, b) => tf.matMul(a, b, false, transposeB)));
-    const got = await runOn('wasm', run((a, b) => groupedMatMul(a, b, transposeB)));
-    ['value', 'dA', 'dB'].forEach((name, k) => assert.ok(maxAbsDiff(got[k], want[k]) < 1e-5, `transposeB ${transposeB} ${name}: ${maxAbsDiff(got[k], want[k])}`));
-  }
-});
+// Two shapes: the gradient for B is written through A^T (first) or through dC^T (second).
+for (const [G, M, K, N] of [[3, 5, 4, 6], [2, 5, 8, 2]]) {
+  test(`groupedMatMul [${G},${M},${K}] x [${K},${N}] (plain 2D products per group on wasm): values and gradients equal tf.matMul + autodiff`, async () => {
+    const as = randomArray(G * M * K, 'ga'), bs = randomArray(G * K * N, 'gb'), up = randomArray(G * M * N, 'gup');
+    for (const transposeB of [false, true]) {
+      const bShape: [number, number, number] = transposeB ? [G, N, K] : [G, K, N];
+      const run = (f: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor) => () => {
+        const a = tf.tensor3d(as, [G, M, K]), b = tf.tensor3d(bs, bShape), u = tf.tensor3d(up, [G, M, N]);
+        const { grads } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) => f(x as tf.Tensor3D, y as tf.Tensor3D).mul(u).sum() as tf.Scalar)([a, b]);
+        return [f(a, b), ...grads];
+      };
+      const want = await runOn('cpu', run((a, b) => tf.matMul(a, b, false, transposeB)));
+      const got = await runOn('wasm', run((a, b) => groupedMatMul(a, b, transposeB)));
+      ['value', 'dA', 'dB'].forEach((name, k) => assert.ok(maxAbsDiff(got[k], want[k]) < 1e-5, `transposeB ${transposeB} ${name}: ${maxAbsDiff(got[k], want[k])}`));
+    }
+  });
+}
 
 test.run();

@@ -1,7 +1,7 @@
 // The fused LM head + selective log-softmax against the unfused formulation (x W^T, full
 // log-softmax, one-hot pick, tfjs autodiff on the cpu backend): log-probs, entropies and the
-// gradients for x and W, with and without temperature, kept or recomputed probabilities, small
-// row blocks, a frozen W; on cpu and wasm.
+// gradients for x and W, with and without temperature, kept or recomputed probabilities, both ways
+// of reading log p, small row blocks, a frozen W, the underflow bound; on cpu and wasm.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
@@ -27,7 +27,8 @@ let vx: tf.Variable, vw: tf.Variable;
 
 for (const temperature of [1, 0.7]) {
   for (const recompute of [false, true]) {
-    test(`fused LM head equals the unfused one (temperature ${temperature}, ${recompute ? 'recomputed' : 'kept'} probabilities)`, async () => {
+    for (const withEntropy of [true, false]) {
+    test(`fused LM head equals the unfused one (temperature ${temperature}, ${recompute ? 'recomputed' : 'kept'} probabilities, log p ${withEntropy ? 'from the log-sum-exp' : 'read off the softmax'})`, async () => {
       const want = await runOn('cpu', () => {
         vx = tf.variable(tf.tensor2d(xs, [N, H]));
         vw = tf.variable(tf.tensor2d(ws, [V, H]));
@@ -41,8 +42,8 @@ for (const temperature of [1, 0.7]) {
           const x = tf.variable(tf.tensor2d(xs, [N, H]));
           const w = tf.variable(tf.tensor2d(ws, [V, H]));
           const f = () => {
-            const r = lmHeadLogProbs(x, w, tf.tensor1d(ids, 'int32'), { temperature, chunkRows: 4, recompute, entropy: true });
-            ent = r.entropy!;
+            const r = lmHeadLogProbs(x, w, tf.tensor1d(ids, 'int32'), { temperature, chunkRows: 4, recompute, entropy: withEntropy });
+            ent = r.entropy ?? tf.zeros([N]);
             return r.logp;
           };
           let ent: tf.Tensor1D | undefined;
@@ -54,11 +55,30 @@ for (const temperature of [1, 0.7]) {
           return out;
         });
         const names = ['logp', 'entropy', 'dL/dx', 'dL/dW'];
-        for (let k = 0; k < 4; k++) assert.ok(maxAbsDiff(got[k], want[k]) < 2e-5, `${backend} ${names[k]}: max |diff| ${maxAbsDiff(got[k], want[k])}`);
+        for (let k = 0; k < 4; k++) {
+          if (k === 1 && !withEntropy) continue;
+          assert.ok(maxAbsDiff(got[k], want[k]) < 2e-5, `${backend} ${names[k]}: max |diff| ${maxAbsDiff(got[k], want[k])}`);
+        }
       }
     });
+    }
   }
 }
+
+test('a token the model gives less than 1e-38 reads log(FLT_MIN) = -87.34 without entropy, exactly with it; gradients stay exact', async () => {
+  // One row, V = 3: logits (200, 0, 0) via x = (200) and W = (1, 0, 0): p[1] = exp(-200) underflows.
+  for (const backend of ['cpu', 'wasm'] as const) {
+    const [fast, exact, g] = await runOn(backend, () => {
+      const x = tf.tensor2d([[200]]), w = tf.tensor2d([[1], [0], [0]]), id = tf.tensor1d([1], 'int32');
+      const grad = tf.grad((xi: tf.Tensor) => lmHeadLogProbs(xi as tf.Tensor2D, w, id).logp.sum())(x);
+      return [lmHeadLogProbs(x, w, id).logp, lmHeadLogProbs(x, w, id, { entropy: true }).logp, grad];
+    });
+    assert.ok(Math.abs(fast[0] - Math.log(1.1754943508222875e-38)) < 1e-3, `${backend}: ${fast[0]}`);
+    assert.ok(Math.abs(exact[0] + 200) < 1e-3, `${backend}: ${exact[0]}`);
+    // d/dx log p[1] = W[1] - sum p W = 0 - 1 (p is one-hot on token 0).
+    assert.ok(Math.abs(g[0] + 1) < 1e-6, `${backend}: gradient ${g[0]}`);
+  }
+});
 
 test('a frozen head gives the same dL/dx and no dL/dW', async () => {
   for (const backend of ['cpu', 'wasm'] as const) {
