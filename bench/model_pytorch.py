@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch side of promedical's Qwen3 speed/memory benchmark (compare with bench/model.ts).
+"""PyTorch side of promedical's Qwen3 speed/memory benchmark (compare with bench/run.ts).
 
     python3 bench/model_pytorch.py --config tiny|0.6B --seq 128 [--seq 512 ...] [--batch 1]
         [--threads 2] [--lora-rank 0] [--repeats 3] [--modes forward,train] [--skip-check]

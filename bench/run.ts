@@ -2,7 +2,8 @@
 // (bench/model_pytorch.py: Debian's python3-torch, 2 threads, on OpenBLAS when installed) on the
 // same machine and configs. Not part of npm test.
 //
-//   npm run bench [-- --quick] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
+//   npm run bench [-- --quick] [--tiny] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
+//   (--quick: tiny cases up to T = 512, one timed run each; --tiny: every tiny case, no 0.6B)
 //
 // Cases: forward (full logits) and training (forward + next-token loss + backward, the library's
 // path: the fused LM head) at T = 128 / 512 / 2048; greedy generation with the KV cache at batch 1
@@ -32,6 +33,8 @@ const threadsFlag = flag('--threads') ?? 'auto';
 const threads: number | 'auto' = threadsFlag === 'auto' ? 'auto' : Number(threadsFlag);
 const quick = args.includes('--quick');
 const repeats = quick ? 1 : 3;
+/** Timed runs of a case after its warm-up: one for the slow 0.6B cases. */
+const repeatsOf = (c: Case) => (c.config === 'tiny' ? repeats : 1);
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
 const PROMPT = 32; // generate: prompt tokens per row (as bench/model_pytorch.py)
 
@@ -47,7 +50,7 @@ const CASES: Case[] = [
   big('train', 128, 8),
   big('train', 512, 8),
   big('generate', 16, 1),
-].filter((c) => !quick || (c.config === 'tiny' && c.seq <= 512));
+].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny'));
 
 /** The library's causal-LM training loss: hidden states, then the fused LM head on shifted ids. */
 function causalLmLoss(model: Qwen3ForCausalLM, ids: tf.Tensor2D): tf.Scalar {
@@ -110,7 +113,7 @@ async function runCase(c: Case): Promise<Result> {
   };
   await step(); // warm-up
   const times: number[] = [];
-  for (let r = 0; r < repeats; r++) {
+  for (let r = 0; r < repeatsOf(c); r++) {
     const t0 = performance.now();
     await step();
     times.push((performance.now() - t0) / 1000);
@@ -148,7 +151,7 @@ function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknow
     try {
       const out = execFileSync('/usr/bin/python3', [
         'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode, '--batch', String(c.batch),
-        '--lora-rank', String(c.loraRank), '--repeats', String(repeats), '--threads', '2', '--skip-check',
+        '--lora-rank', String(c.loraRank), '--repeats', String(repeatsOf(c)), '--threads', '2', '--skip-check',
       ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
       const json = JSON.parse(out.trim().split('\n').at(-1)!);
       meta = { torch: json.torch, threads: json.threads, blas: json.blas, sgemm_gflops: json.sgemm_gflops };
