@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   CriteriaRewardModel, comparePolicies, evaluateJudge, healthbenchExample, healthbenchReport, initBackend, jsonLines, loadQwen3,
-  loadRecords, loadTokenizer, policyReport, policyResponse, policyResponses, writeBenchReport, gradeValue,
-  type HealthBenchExampleScore, type PolicyReport, type PolicyResponse, type RubricRecord,
+  loadRecords, loadTokenizer, policyResponses, writeBenchReport, evaluateGradedResponses, evaluatePolicyResponses,
+  type HealthBenchExampleScore, type PolicyReport, type RubricRecord,
 } from '../src/index.js';
 
 const HELP = `Usage: npm run eval-bench -- [flags]
@@ -135,27 +135,13 @@ async function textsOf(src: string): Promise<string[]> {
   return texts;
 }
 
-/** Per-criterion grades of each response: the RM's probabilities, or the records' given grades. */
-async function judge(src: string, texts: string[]): Promise<PolicyResponse[]> {
-  const rows: PolicyResponse[] = [];
-  for (const [i, record] of records.entries()) {
-    let grades: number[];
-    if (a.grader === 'grades') {
-      const response = record.responses.find((x) => x.id === src.slice('response:'.length))!;
-      grades = record.criteria.map((c) => gradeValue(response.grades?.[c.id]) ?? fail(`record ${record.id}, response ${response.id}: criterion ${c.id} has no grade`));
-    } else {
-      grades = (await rm!.scoreResponses(record.prompt, [texts[i]], record.criteria))[0].probabilities;
-    }
-    rows.push(policyResponse(record, texts[i], grades));
-  }
-  return rows;
-}
-
+/** Each system judged on every record: by the records' provided grades, or by the RM. */
 const evaluated: { name: string; report: PolicyReport }[] = [];
 for (const s of sources) {
-  const texts = await textsOf(s.src);
-  const rows = await judge(s.src, texts);
-  evaluated.push({ name: s.name, report: policyReport(rows, seed) });
+  const report = a.grader === 'grades'
+    ? evaluateGradedResponses(records, s.src.slice('response:'.length), seed)
+    : await evaluatePolicyResponses(rm!, records, await textsOf(s.src), seed);
+  evaluated.push({ name: s.name, report });
 }
 const comparison = evaluated.length === 2 ? comparePolicies(evaluated[0].report, evaluated[1].report, seed) : undefined;
 

@@ -95,7 +95,8 @@ export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js'
 // grpo: the policy-optimisation math (the trainer comes next)
 export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
 export type { AdvantageOptions } from './grpo/advantages.js';
-export { grpoLoss, klEstimate } from './grpo/loss.js';
+export { grpoLoss, grpoLossTerms, klEstimate } from './grpo/loss.js';
+export type { GrpoMetricTensors } from './grpo/loss.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';
 export { trainGrpo } from './grpo/trainer.js';

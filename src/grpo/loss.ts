@@ -56,11 +56,24 @@ export interface GrpoMetrics {
 /** Identity whose gradient is zero (the detached old log-probs of a single-update step). */
 const stopGradient = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
 
+/** The metrics as device scalars (kept: the caller disposes them), read when convenient. */
+export type GrpoMetricTensors = { [K in keyof GrpoMetrics]: tf.Scalar };
+
 /**
  * The loss and its clip/KL metrics. Metrics are host numbers for logging (one device read per
  * call). `loss` is differentiable in inputs.logp.
  */
 export function grpoLoss(inputs: GrpoInputs, opts: GrpoLossOptions = {}): { loss: tf.Scalar; metrics: GrpoMetrics } {
+  const { loss, metrics: t } = grpoLossTerms(inputs, opts);
+  const read = (x: tf.Scalar) => x.dataSync()[0];
+  const metrics: GrpoMetrics = { clipRatioLow: read(t.clipRatioLow), clipRatioHigh: read(t.clipRatioHigh), clipRatioRegion: read(t.clipRatioRegion) };
+  if (t.kl) metrics.kl = read(t.kl);
+  tf.dispose(Object.values(t));
+  return { loss, metrics };
+}
+
+/** grpoLoss with the metrics left on the device (no host read: for a training step's hot path). */
+export function grpoLossTerms(inputs: GrpoInputs, opts: GrpoLossOptions = {}): { loss: tf.Scalar; metrics: GrpoMetricTensors } {
   const epsLow = opts.epsilon ?? 0.2;
   const epsHigh = opts.epsilonHigh ?? epsLow;
   const beta = opts.beta ?? 0;
@@ -101,9 +114,6 @@ export function grpoLoss(inputs: GrpoInputs, opts: GrpoLossOptions = {}): { loss
     metricTensors.forEach((t) => tf.keep(t));
     return out as tf.Scalar;
   });
-  const values = metricTensors.map((t) => t.dataSync()[0]);
-  tf.dispose(metricTensors);
-  const metrics: GrpoMetrics = { clipRatioLow: values[0], clipRatioHigh: values[1], clipRatioRegion: values[2] };
-  if (beta !== 0) metrics.kl = values[3];
-  return { loss, metrics };
+  const [clipRatioLow, clipRatioHigh, clipRatioRegion, kl] = metricTensors as tf.Scalar[];
+  return { loss, metrics: { clipRatioLow, clipRatioHigh, clipRatioRegion, ...(kl ? { kl } : {}) } };
 }

@@ -10,7 +10,7 @@ import { withAdaptersDisabled } from '../model/lora.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import { TrainingRun } from '../train/run.js';
 import { combineRewards, fracZeroStd, groupAdvantages, type AdvantageOptions } from './advantages.js';
-import { grpoLoss, type GrpoLossOptions } from './loss.js';
+import { grpoLossTerms, type GrpoLossOptions, type GrpoMetricTensors } from './loss.js';
 import { rollout } from './rollouts.js';
 
 export interface GrpoPrompt {
@@ -132,26 +132,24 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     // 4. Policy updates.
     policy.training = true;
     for (let it = 0; it < iterations && !run.done; it++) {
-      const metrics: Record<string, number[]> = { kl: [], clip_ratio_low: [], clip_ratio_high: [], clip_ratio_region: [] };
-      const entropySums: tf.Scalar[] = [];
+      // Per micro-batch device scalars, read once after the step (no host sync inside it).
+      const terms: (GrpoMetricTensors & { entropySum: tf.Scalar })[] = [];
       await run.trainStep(
         slices.map((s) => ({
           weight: opts.lossType === 'dapo' ? 1 : s.rows / B,
           loss: () => {
             const [logp, entropySum] = completionLogp(policy, s.batch, L, temperature, s.mask);
-            entropySums.push(tf.keep(entropySum));
-            const { loss, metrics: m } = grpoLoss({ logp, mask: s.mask, advantages: s.adv, oldLogp: s.old, refLogp: s.ref }, { ...opts, activeTokens });
-            if (m.kl !== undefined) metrics.kl.push(m.kl);
-            metrics.clip_ratio_low.push(m.clipRatioLow);
-            metrics.clip_ratio_high.push(m.clipRatioHigh);
-            metrics.clip_ratio_region.push(m.clipRatioRegion);
+            const { loss, metrics: m } = grpoLossTerms({ logp, mask: s.mask, advantages: s.adv, oldLogp: s.old, refLogp: s.ref }, { ...opts, activeTokens });
+            terms.push({ ...m, entropySum: tf.keep(entropySum) });
             return loss;
           },
         })),
         { tokens: slices.reduce((a, s) => a + s.batch.inputIds.size, 0) },
       );
-      const entropy = (await Promise.all(entropySums.map((e) => e.data()))).reduce((a, v) => a + v[0], 0) / Math.max(1, activeTokens);
-      tf.dispose(entropySums);
+      const read = async (k: keyof (typeof terms)[number]) => Promise.all(terms.flatMap((t) => (t[k] ? [t[k]!.data().then((d) => d[0])] : [])));
+      const metrics = { kl: await read('kl'), low: await read('clipRatioLow'), high: await read('clipRatioHigh'), region: await read('clipRatioRegion') };
+      const entropy = (await read('entropySum')).reduce((a, v) => a + v, 0) / Math.max(1, activeTokens);
+      tf.dispose(terms.flatMap((t) => Object.values(t)));
       const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : NaN);
       const finite = Array.from(rewards).map((v) => (Number.isNaN(v) ? 0 : v));
       const rMean = mean(finite);
@@ -161,9 +159,9 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
         frac_reward_zero_std: fracZeroStd(finite, G),
         'completions/mean_length': mean(ro.lengths),
         'completions/clipped_ratio': mean(ro.truncated.map(Number)),
-        'clip_ratio/low_mean': mean(metrics.clip_ratio_low),
-        'clip_ratio/high_mean': mean(metrics.clip_ratio_high),
-        'clip_ratio/region_mean': mean(metrics.clip_ratio_region),
+        'clip_ratio/low_mean': mean(metrics.low),
+        'clip_ratio/high_mean': mean(metrics.high),
+        'clip_ratio/region_mean': mean(metrics.region),
         entropy,
       };
       if (metrics.kl.length) row.kl = mean(metrics.kl);
