@@ -3,6 +3,7 @@
 
     python3 bench/model_pytorch.py --config tiny|0.6B --seq 128 [--seq 512 ...] [--batch 1]
         [--threads 2] [--lora-rank 0] [--repeats 3] [--modes forward,train] [--skip-check]
+        [--gradient-checkpointing]
 
 Runs a float32 Qwen3 dense decoder with random weights (normal*0.02, norm weights 1,
 torch.manual_seed(0)) on random input ids and measures, per (config, seq, mode):
@@ -11,6 +12,8 @@ torch.manual_seed(0)) on random input ids and measures, per (config, seq, mode):
   train    forward + next-token cross-entropy (logits[:, :-1] vs ids[:, 1:]) + backward,
            no optimizer step. With --lora-rank r > 0 the base weights are frozen and
            only LoRA adapters on q_proj / v_proj of every layer (alpha = 2r) get grads.
+           --gradient-checkpointing recomputes each decoder layer in the backward pass
+           (torch.utils.checkpoint, non-reentrant), as promedical's gradientCheckpointing.
 
 tokens_per_s = B*T / median seconds over --repeats runs (after one warm-up run);
 peak_rss_mb = ru_maxrss (MiB) at the end of the measurement. The kernel's peak-RSS
@@ -64,6 +67,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 sys.dont_write_bytecode = True  # no __pycache__ in test/reference or bench
@@ -206,6 +210,7 @@ class Qwen3ForCausalLM(nn.Module):
         self.d = d
         self.model = Qwen3Model(d)
         self.lm_head = None if d.tied else Linear(d.H, d.V)
+        self.gradient_checkpointing = False  # recompute each layer in backward (--gradient-checkpointing)
 
     def rope_and_mask(self, T, dtype, start=0):
         """cos/sin [T, D] for positions start..start+T-1 (computed in float64) and the [T, T] causal mask."""
@@ -222,7 +227,11 @@ class Qwen3ForCausalLM(nn.Module):
         cos, sin, mask = self.rope_and_mask(input_ids.shape[1], embed.weight.dtype)
         x = embed(input_ids)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, mask)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                # use_reentrant=False: the input (a frozen embedding's output) needs no grad under LoRA.
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask)
         hidden = self.model.norm(x)
         # Tied: lm_head is the embedding matrix.
         return hidden @ embed.weight.T if self.lm_head is None else self.lm_head(hidden)
@@ -461,6 +470,8 @@ def main(argv=None):
     parser.add_argument("--modes", default="forward,train", help="comma list of forward,train,generate,rm "
                         "(generate: --seq new tokens after a 32-token prompt, per row of --batch; "
                         "rm: --batch pairs of --seq tokens)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="train/rm: recompute each decoder layer in the backward pass")
     parser.add_argument("--skip-check", action="store_true", help="skip the float64 reference check")
     args = parser.parse_args(argv)
     configs = args.config or ["tiny"]
@@ -485,6 +496,7 @@ def main(argv=None):
         d = ref.Dims(CONFIGS[config])
         t0 = time.perf_counter()
         model = build_model(d, args.lora_rank)
+        model.gradient_checkpointing = args.gradient_checkpointing
         set_trainable(model, args.lora_rank)
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -519,7 +531,7 @@ def main(argv=None):
         "repeats": args.repeats,
         "blas": blas, "blas_threads": blas_threads, "sgemm_gflops": round(gflops, 2),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "rss_peak_reset": rss_reset, "models": models, "reference_check_max_diff": check,
+        "rss_peak_reset": rss_reset, "gradient_checkpointing": args.gradient_checkpointing, "models": models, "reference_check_max_diff": check,
     }))
     return 0
 

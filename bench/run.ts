@@ -2,7 +2,7 @@
 // (bench/model_pytorch.py: Debian's python3-torch, 2 threads, on OpenBLAS when installed) on the
 // same machine and configs. Not part of npm test.
 //
-//   npm run bench [-- --quick] [--tiny] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
+//   npm run bench [-- --quick] [--tiny] [--only KEYS] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
 //   (--quick: tiny cases up to T = 512, one timed run each; --tiny: every tiny case, no 0.6B)
 //
 // Cases: forward (full logits) and training (forward + next-token loss + backward, the library's
@@ -23,7 +23,8 @@ import { addLora, bradleyTerryLoss, generate, initBackend, loadQwen3, qwen3Confi
 
 type Mode = 'forward' | 'train' | 'generate' | 'rm' | 'load';
 /** seq: tokens per sequence (generate: new tokens per row); batch: rows (rm: pairs). */
-interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number }
+/** checkpointing: gradient checkpointing (layers recomputed in backprop) on both sides. */
+interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number; checkpointing?: boolean }
 interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; wasmHeapMb?: number; error?: string }
 
 const args = process.argv.slice(2);
@@ -32,14 +33,26 @@ const backend = (flag('--backend') ?? 'wasm') as 'wasm';
 const threadsFlag = flag('--threads') ?? 'auto';
 const threads: number | 'auto' = threadsFlag === 'auto' ? 'auto' : Number(threadsFlag);
 const quick = args.includes('--quick');
+/** --only KEY[,KEY...]: just these cases (keys as in the JSON, e.g. train_0.6b_t512). */
+const only = flag('--only')?.split(',');
 const repeats = quick ? 1 : 3;
 /** Timed runs of a case after its warm-up: one for the slow 0.6B cases. */
 const repeatsOf = (c: Case) => (c.config === 'tiny' ? repeats : 1);
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
 const PROMPT = 32; // generate: prompt tokens per row (as bench/model_pytorch.py)
 
+/** Ratio keys: train_tiny_t512, forward_tiny_t512, generate_tiny_b8, rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8)... */
+const key = (c: Case) => {
+  const cfg = c.config.toLowerCase();
+  if (c.mode === 'load') return `load_${cfg}_bf16`;
+  if (c.mode === 'generate') return `generate_${cfg}_b${c.batch}`;
+  if (c.mode === 'rm') return `rm_${cfg}_b${c.batch}_t${c.seq}`;
+  return `${c.mode}_${cfg}_t${c.seq}`;
+};
+
 const tiny = (mode: Mode, seq: number, batch = 1): Case => ({ config: 'tiny', seq, mode, loraRank: 0, batch });
-const big = (mode: Mode, seq: number, loraRank = 0, batch = 1): Case => ({ config: '0.6B', seq, mode, loraRank, batch });
+// 0.6B training recomputes each layer in backprop: stored activations do not fit wasm's 4 GB.
+const big = (mode: Mode, seq: number, loraRank = 0, batch = 1): Case => ({ config: '0.6B', seq, mode, loraRank, batch, checkpointing: mode === 'train' });
 const CASES: Case[] = [
   ...[128, 512, 2048].flatMap((seq) => [tiny('forward', seq), tiny('train', seq)]),
   tiny('generate', 64, 1),
@@ -50,7 +63,7 @@ const CASES: Case[] = [
   big('train', 128, 8),
   big('train', 512, 8),
   big('generate', 16, 1),
-].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny'));
+].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny') && (!only || only.includes(key(c))));
 
 /** The library's causal-LM training loss: hidden states, then the fused LM head on shifted ids. */
 function causalLmLoss(model: Qwen3ForCausalLM, ids: tf.Tensor2D): tf.Scalar {
@@ -83,6 +96,7 @@ async function runCase(c: Case): Promise<Result> {
   }
   const model = Qwen3ForCausalLM.random(qwen3Config(c.config), 0);
   if (c.loraRank > 0) addLora(model, { r: c.loraRank, alpha: 2 * c.loraRank, targetModules: ['q_proj', 'v_proj'], seed: 1 });
+  model.gradientCheckpointing = c.checkpointing ?? false;
   const V = model.config.vocabSize;
   const rows = c.mode === 'rm' ? 2 * c.batch : c.batch;
   const ids = tf.randomUniform([rows, c.seq], 0, V, 'int32', 1) as tf.Tensor2D;
@@ -151,7 +165,7 @@ function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknow
     try {
       const out = execFileSync('/usr/bin/python3', [
         'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode, '--batch', String(c.batch),
-        '--lora-rank', String(c.loraRank), '--repeats', String(repeatsOf(c)), '--threads', '2', '--skip-check',
+        '--lora-rank', String(c.loraRank), '--repeats', String(repeatsOf(c)), '--threads', '2', '--skip-check', ...(c.checkpointing ? ['--gradient-checkpointing'] : []),
       ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
       const json = JSON.parse(out.trim().split('\n').at(-1)!);
       meta = { torch: json.torch, threads: json.threads, blas: json.blas, sgemm_gflops: json.sgemm_gflops };
@@ -163,14 +177,6 @@ function pytorch(cases: Case[]): { rows: TorchRow[]; meta: Record<string, unknow
   return { rows, meta };
 }
 
-/** Ratio keys: train_tiny_t512, forward_tiny_t512, generate_tiny_b8, rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8)... */
-const key = (c: Case) => {
-  const cfg = c.config.toLowerCase();
-  if (c.mode === 'load') return `load_${cfg}_bf16`;
-  if (c.mode === 'generate') return `generate_${cfg}_b${c.batch}`;
-  if (c.mode === 'rm') return `rm_${cfg}_b${c.batch}_t${c.seq}`;
-  return `${c.mode}_${cfg}_t${c.seq}`;
-};
 
 if (args.includes('--prepare-load')) {
   await initBackend('cpu', { log: () => {} });
@@ -192,7 +198,7 @@ if (args.includes('--prepare-load')) {
     const ratio = t && r.tokensPerS ? r.tokensPerS / t.tokens_per_s : NaN;
     if (Number.isFinite(ratio)) ratios[key(r)] = Number(ratio.toFixed(3));
     const ourCell = r.error ? `failed: ${r.error}` : r.tokensPerS ? r.tokensPerS.toFixed(1) : `${r.seconds!.toFixed(1)} s`;
-    const name = `${key(r)}${r.loraRank ? ` (LoRA r${r.loraRank})` : ''}`;
+    const name = `${key(r)}${r.loraRank ? ` (LoRA r${r.loraRank})` : ''}${r.checkpointing ? ' (checkpointing)' : ''}`;
     lines.push(`| ${name} | ${ourCell} | ${t ? t.tokens_per_s.toFixed(1) : '-'} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : '-'} | ${r.peakRssMb.toFixed(0)} | ${r.wasmHeapMb?.toFixed(0) ?? '-'} | ${t ? t.peak_rss_mb.toFixed(0) : '-'} |`);
   }
   process.stderr.write(lines.join('\n') + '\n');

@@ -1,6 +1,7 @@
 // The Qwen3 dense decoder (Hugging Face modeling_qwen3.py) as a causal LM.
 import * as tf from '@tensorflow/tfjs';
 import { attention, causalMask } from '../ops/attention.js';
+import { checkpoint, recordingGradients } from '../ops/checkpoint.js';
 import { applyRope, linear, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
 import { lmHeadLogProbs } from '../ops/lm_head.js';
 import type { Qwen3Config } from './config.js';
@@ -64,6 +65,13 @@ export class Qwen3ForCausalLM {
   training = false;
   /** Seeds the next LoRA dropout mask; part of a training run's saved state. */
   dropoutSeed = 0;
+  /**
+   * Recompute each decoder layer in the backward pass instead of keeping its activations
+   * (transformers' gradient_checkpointing): about one more forward pass per step, for memory that
+   * holds one [B, T, H] tensor per layer plus one layer's intermediates. It applies while a
+   * gradient is recorded; decode() then returns no KV cache.
+   */
+  gradientCheckpointing = false;
   private readonly params: Map<string, tf.Variable>;
 
   /**
@@ -179,16 +187,53 @@ export class Qwen3ForCausalLM {
 
       let x = tf.gather(this.p('model.embed_tokens.weight'), inputIds.toInt()) as tf.Tensor3D; // [B, T, H]
       const cache: KVCache = [];
+      const recompute = this.gradientCheckpointing && !opts.cache && recordingGradients();
       for (let i = 0; i < c.numHiddenLayers; i++) {
-        const p = `model.layers.${i}`;
-        const { out, kv } = this.selfAttention(p, rmsNorm(x, this.p(`${p}.input_layernorm.weight`), c.rmsNormEps), cos, sin, mask, opts.cache?.[i]);
-        x = x.add(out);
-        const h = rmsNorm(x, this.p(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
-        x = x.add(this.project(`${p}.mlp.down_proj`, swiglu(this.project(`${p}.mlp.gate_proj`, h), this.project(`${p}.mlp.up_proj`, h))));
-        cache.push(kv);
+        if (recompute) {
+          x = checkpoint(this.replayableLayer(i), x, [cos, sin, mask], this.layerTrainables(i)) as tf.Tensor3D;
+        } else {
+          const out = this.decoderLayer(i, x, cos, sin, mask, opts.cache?.[i]);
+          x = out.x;
+          cache.push(out.kv);
+        }
       }
       return { hidden: rmsNorm(x, this.p('model.norm.weight'), c.rmsNormEps) as tf.Tensor3D, cache };
     });
+  }
+
+  /** One decoder layer: x + attention(norm(x)), then + mlp(norm(.)). */
+  private decoderLayer(i: number, x: tf.Tensor3D, cos: tf.Tensor4D, sin: tf.Tensor4D, mask: tf.Tensor4D, past?: LayerCache): { x: tf.Tensor3D; kv: LayerCache } {
+    const eps = this.config.rmsNormEps;
+    const p = `model.layers.${i}`;
+    const { out, kv } = this.selfAttention(p, rmsNorm(x, this.p(`${p}.input_layernorm.weight`), eps), cos, sin, mask, past);
+    const y = x.add(out);
+    const h = rmsNorm(y, this.p(`${p}.post_attention_layernorm.weight`), eps);
+    const mlp = this.project(`${p}.mlp.down_proj`, swiglu(this.project(`${p}.mlp.gate_proj`, h), this.project(`${p}.mlp.up_proj`, h)));
+    return { x: y.add(mlp) as tf.Tensor3D, kv };
+  }
+
+  /**
+   * Layer i as a function of its input for checkpoint(): its recomputation in the backward pass
+   * draws the same LoRA dropout masks as the forward did, and leaves the model's seed where the
+   * forward pass left it.
+   */
+  private replayableLayer(i: number): (x: tf.Tensor, context: tf.Tensor[]) => tf.Tensor {
+    const seed = this.dropoutSeed;
+    return (x, [cos, sin, mask]) => {
+      const current = this.dropoutSeed;
+      this.dropoutSeed = seed;
+      const y = this.decoderLayer(i, x as tf.Tensor3D, cos as tf.Tensor4D, sin as tf.Tensor4D, mask as tf.Tensor4D).x;
+      if (current !== seed) this.dropoutSeed = current; // a replay: the forward already advanced it
+      return y;
+    };
+  }
+
+  /** The variables of layer i that receive gradients (its adapters, or all its weights). */
+  private layerTrainables(i: number): tf.Variable[] {
+    const prefix = `model.layers.${i}.`;
+    if (this.baseTrainable) return [...this.params].filter(([name]) => name.startsWith(prefix)).map(([, v]) => v);
+    if (!this.adaptersEnabled) return [];
+    return [...this.adapters].filter(([module]) => module.startsWith(prefix)).flatMap(([, a]) => [a.A, a.B]);
   }
 
   private selfAttention(

@@ -37,7 +37,7 @@ const ints = (ref: SafetensorsFile, name: string) => tf.tensor2d(ref.array(name)
 
 for (const backend of ['cpu', 'wasm'] as const) {
   for (const name of CHECKPOINTS) {
-    test(`${backend} ${name}: logits, hidden states, loss and every gradient match the float64 reference`, async () => {
+    test(`${backend} ${name}: logits, hidden states, loss and every gradient (with and without gradient checkpointing) match the float64 reference`, async () => {
       await useBackend(backend);
       const model = await loadQwen3(dirOf(name));
       const ref = readSafetensors(`${dirOf(name)}/reference.safetensors`);
@@ -53,15 +53,20 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
       const params = model.namedParameters();
       const names = [...params.keys()];
-      const { value, grads } = tf.variableGrads(() => nextTokenLoss(model.forward(ids), ids), names.map((n) => params.get(n)!));
-      const loss = value.dataSync()[0];
-      const refLoss = ref.array('loss')[0];
-      assert.ok(Math.abs(loss - refLoss) / Math.abs(refLoss) <= 1e-5, `loss ${loss} vs ${refLoss}`);
-      for (const n of names) {
-        const d = relL2(grads[params.get(n)!.name].dataSync(), ref.array(`grad.${n}`));
-        assert.ok(d <= 1e-3, `grad ${n}: relative L2 diff ${d}`);
+      // Both ways of taking the gradient: activations kept, and layers recomputed in backprop.
+      for (const checkpointing of [false, true]) {
+        model.gradientCheckpointing = checkpointing;
+        const { value, grads } = tf.variableGrads(() => nextTokenLoss(model.forward(ids), ids), names.map((n) => params.get(n)!));
+        const loss = value.dataSync()[0];
+        const refLoss = ref.array('loss')[0];
+        assert.ok(Math.abs(loss - refLoss) / Math.abs(refLoss) <= 1e-5, `loss ${loss} vs ${refLoss} (checkpointing ${checkpointing})`);
+        for (const n of names) {
+          const d = relL2(grads[params.get(n)!.name].dataSync(), ref.array(`grad.${n}`));
+          assert.ok(d <= 1e-3, `grad ${n}: relative L2 diff ${d} (checkpointing ${checkpointing})`);
+        }
+        tf.dispose([value, ...Object.values(grads)]);
       }
-      tf.dispose([ids, logits, hidden, value, ...Object.values(grads)]);
+      tf.dispose([ids, logits, hidden]);
       ref.close();
       model.dispose();
     });
