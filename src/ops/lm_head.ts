@@ -15,6 +15,10 @@ import * as tf from '@tensorflow/tfjs';
 
 /** Logits per block: about 16M (64 MB of float32). */
 const BLOCK_ELEMENTS = 1 << 24;
+/** Logits per block when W trains: about 40M (160 MB). dW^T = x^T P sums over the block's rows,
+ * and XNNPACK packs the [c, V] block for it: 263 rows of 151,936 run that product at 60-70
+ * GFLOP/s on wasm, 110 rows at 35-40. */
+const TRAIN_BLOCK_ELEMENTS = 40 * 2 ** 20;
 /** Up to this many bytes of probabilities are kept from the forward pass for the gradient;
  * beyond it the backward pass recomputes each block (one more head matMul per block). */
 const KEEP_PROBS_BYTES = 640 * 2 ** 20;
@@ -25,7 +29,7 @@ const PACK_W_BYTES = 128 * 2 ** 20;
 export interface LmHeadOptions {
   /** Divides the logits before the softmax (default 1). */
   temperature?: number;
-  /** Rows per block (default: about 16M logits per block). */
+  /** Rows per block (default: about 16M logits per block, 40M when W trains). */
   chunkRows?: number;
   /** Compute dL/dW (default true); false treats W as a constant (frozen base weights). */
   trainWeight?: boolean;
@@ -117,9 +121,9 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
   const [V, Hw] = w.shape;
   if (H !== Hw) throw new Error(`lmHeadLogProbs: hidden size ${H} but the head weight is [${w.shape}]`);
   if (ids.shape[0] !== N) throw new Error(`lmHeadLogProbs: ${ids.shape[0]} ids for ${N} rows`);
-  const rows = opts.chunkRows ?? Math.max(1, Math.floor(BLOCK_ELEMENTS / V));
-  const keepProbs = !(opts.recompute ?? N * V * 4 > KEEP_PROBS_BYTES);
   const trainWeight = opts.trainWeight ?? true;
+  const rows = opts.chunkRows ?? Math.max(1, Math.floor((trainWeight ? TRAIN_BLOCK_ELEMENTS : BLOCK_ELEMENTS) / V));
+  const keepProbs = !(opts.recompute ?? N * V * 4 > KEEP_PROBS_BYTES);
   let entropy: tf.Tensor1D | undefined;
 
   // The op's inputs: x, W (when trained) and ids; ids and a frozen W are closed over.

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
-import { WASM_EXTRA_KERNELS } from '../../src/ops/wasm_kernels.js';
+import { reducePermutation, WASM_EXTRA_KERNELS } from '../../src/ops/wasm_kernels.js';
 import { maxAbsDiff, randomArray, randomInts, runOn, useBackend } from '../helpers/backends.js';
 
 test('our kernels are the ones registered on wasm', async () => {
@@ -128,6 +128,35 @@ test('Identity shares data: a clone outlives its source with the same values', a
   assert.equal(Array.from(saved.dataSync()), [4, 5]);
   assert.equal(Array.from(v.dataSync()), [6, 7]);
   tf.dispose([b, v, saved]);
+});
+
+test('reducePermutation: size-1 axes dropped, neighbouring axes merged', () => {
+  assert.equal(reducePermutation([1, 512, 16, 128], [0, 2, 1, 3]), { shape: [512, 16, 128], perm: [1, 0, 2] });
+  assert.equal(reducePermutation([2, 3, 4, 5], [0, 2, 1, 3]), { shape: [2, 3, 4, 5], perm: [0, 2, 1, 3] });
+  assert.equal(reducePermutation([2, 3, 4], [2, 0, 1]), { shape: [6, 4], perm: [1, 0] });
+  assert.equal(reducePermutation([3, 4], [0, 1]), { shape: [12], perm: [0] });
+  assert.equal(reducePermutation([5, 1], [1, 0]), { shape: [5], perm: [0] });
+});
+
+test('Transpose equals the cpu backend: tiled matrices (edges off the tile), batched, and shapes left to tfjs (head swaps, other permutations, bool)', async () => {
+  const cases: { shape: number[]; perm: number[]; dtype?: 'int32' | 'bool' }[] = [
+    { shape: [130, 203], perm: [1, 0] }, // tiled; 130 and 203 are not multiples of 16
+    { shape: [2, 144, 160], perm: [0, 2, 1] }, // tiled, batched
+    { shape: [1, 144, 1, 130], perm: [3, 1, 2, 0] }, // reduces to a tiled [144, 130] transpose
+    { shape: [129, 128], perm: [1, 0], dtype: 'int32' }, // tiled, int bits copied exactly
+    { shape: [37, 21], perm: [1, 0] }, // below the tiled size: tfjs
+    { shape: [2, 7, 3, 5], perm: [0, 2, 1, 3] },
+    { shape: [2, 3, 4, 5], perm: [3, 1, 0, 2] },
+    { shape: [5, 3, 2], perm: [0, 2, 1], dtype: 'bool' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const n = c.shape.reduce((a, b) => a * b, 1);
+    const values = c.dtype ? randomInts(n, `t${i}`, c.dtype === 'bool' ? 0 : -(2 ** 30), c.dtype === 'bool' ? 2 : 2 ** 30) : randomArray(n, `t${i}`);
+    const fn = () => [tf.transpose(tf.tensor(values, c.shape, c.dtype ?? 'float32'), c.perm)];
+    const [w] = await runOn('wasm', fn);
+    const [cpu] = await runOn('cpu', fn);
+    assert.equal(w, cpu, `case ${i}: [${c.shape}] by [${c.perm}]`);
+  }
 });
 
 test.run();
