@@ -213,18 +213,23 @@ export class Qwen3ForCausalLM {
   }
 
   /**
-   * Layer i as a function of its input for checkpoint(): its recomputation in the backward pass
-   * draws the same LoRA dropout masks as the forward did, and leaves the model's seed where the
-   * forward pass left it.
+   * Layer i as a function of its input for checkpoint(). Its recomputation in the backward pass
+   * runs in the state the forward pass saw (adapters on or off, training, the LoRA dropout seed,
+   * so the same masks are drawn) and then puts the model's current state back.
    */
   private replayableLayer(i: number): (x: tf.Tensor, context: tf.Tensor[]) => tf.Tensor {
-    const seed = this.dropoutSeed;
+    const seen = { seed: this.dropoutSeed, adapters: this.adaptersEnabled, training: this.training };
+    let replay = false;
     return (x, [cos, sin, mask]) => {
-      const current = this.dropoutSeed;
-      this.dropoutSeed = seed;
-      const y = this.decoderLayer(i, x as tf.Tensor3D, cos as tf.Tensor4D, sin as tf.Tensor4D, mask as tf.Tensor4D).x;
-      if (current !== seed) this.dropoutSeed = current; // a replay: the forward already advanced it
-      return y;
+      const now = { seed: this.dropoutSeed, adapters: this.adaptersEnabled, training: this.training };
+      Object.assign(this, { dropoutSeed: seen.seed, adaptersEnabled: seen.adapters, training: seen.training });
+      try {
+        return this.decoderLayer(i, x as tf.Tensor3D, cos as tf.Tensor4D, sin as tf.Tensor4D, mask as tf.Tensor4D).x;
+      } finally {
+        // The forward pass leaves the seed advanced past this layer's masks; a replay changes nothing.
+        if (replay) Object.assign(this, { dropoutSeed: now.seed, adaptersEnabled: now.adapters, training: now.training });
+        replay = true;
+      }
     };
   }
 

@@ -46,9 +46,9 @@ test('checkpoint(): gradients of sum((x*w*c)^2) with respect to x and w, by hand
   w.dispose();
 });
 
-test('a LoRA model with dropout and left padding: checkpointed gradients equal the stored-activation ones, dropout masks replayed, seed left where the forward pass left it', () => {
+test('a LoRA model with dropout and left padding: checkpointed gradients equal the stored-activation ones, dropout masks and model state replayed, seed left where the forward pass left it', () => {
   const model = Qwen3ForCausalLM.random(small(3), 3);
-  addLora(model, { r: 4, alpha: 8, dropout: 0.2, targetModules: ['q_proj', 'v_proj', 'down_proj'], seed: 2 });
+  addLora(model, { r: 4, alpha: 8, dropout: 0.5, targetModules: ['q_proj', 'v_proj', 'down_proj'], seed: 2 });
   for (const a of model.adapters.values()) a.B.assign(tf.randomNormal(a.B.shape, 0, 0.2, 'float32', 5)); // B = 0 would hide A's gradient
   model.training = true;
   const ids = tf.tensor2d([[0, 0, 5, 9, 20, 3], [4, 4, 8, 1, 2, 11]], undefined, 'int32');
@@ -74,6 +74,28 @@ test('a LoRA model with dropout and left padding: checkpointed gradients equal t
     assert.ok(scale > 0, `${v.name} has a gradient`);
     assert.ok(maxAbsDiff(recomputed.grads[i], kept.grads[i]) <= 1e-5 * scale, `${v.name}: ${maxAbsDiff(recomputed.grads[i], kept.grads[i])}`);
   });
+  // One loss over two forward passes in different states (dropout on, then off): each replay
+  // runs in the state its forward pass saw, not the state at backward time.
+  const twoStates = (checkpointing: boolean) => {
+    model.gradientCheckpointing = checkpointing;
+    model.dropoutSeed = 11;
+    const { value, grads } = tf.variableGrads(() => {
+      model.training = true;
+      const a = model.hiddenStates(ids, { attentionMask: mask }).square().mean();
+      model.training = false;
+      return a.add(model.hiddenStates(ids).mean()) as tf.Scalar;
+    }, vars);
+    const out = vars.map((v) => grads[v.name].dataSync());
+    tf.dispose([value, ...Object.values(grads)]);
+    return out;
+  };
+  const keptTwo = twoStates(false);
+  const recomputedTwo = twoStates(true);
+  vars.forEach((v, i) => {
+    const scale = Math.max(...Array.from(keptTwo[i], Math.abs));
+    assert.ok(maxAbsDiff(recomputedTwo[i], keptTwo[i]) <= 1e-5 * scale, `two states, ${v.name}: ${maxAbsDiff(recomputedTwo[i], keptTwo[i])}`);
+  });
+  model.training = true;
   // Without replaying the masks the gradients would differ: a different seed changes them.
   model.gradientCheckpointing = false;
   model.dropoutSeed = 12;
