@@ -1,7 +1,8 @@
 // The fused LM head + selective log-softmax against the unfused formulation (x W^T, full
 // log-softmax, one-hot pick, tfjs autodiff on the cpu backend): log-probs, entropies and the
 // gradients for x and W, with and without temperature, kept or recomputed probabilities, both ways
-// of reading log p, small row blocks, a frozen W, the underflow bound; on cpu and wasm.
+// of reading log p, small row blocks, W whole or in row blocks, a frozen W, the underflow bound;
+// on cpu and wasm.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
@@ -23,17 +24,19 @@ function naive(temperature: number): tf.Tensor[] {
   return [logpOf(x, w), tf.exp(lp).mul(lp).sum(-1).neg(), dx, dw];
 }
 
+// wBlockRows 64 < V takes the large-head path: logits with W first, P W in W blocks (for kept
+// probabilities every W block is used by all row blocks before the next one).
 for (const temperature of [1, 0.7]) {
   for (const recompute of [false, true]) {
-    for (const withEntropy of [true, false]) {
-    test(`fused LM head equals the unfused one (temperature ${temperature}, ${recompute ? 'recomputed' : 'kept'} probabilities, log p ${withEntropy ? 'from the log-sum-exp' : 'read off the softmax'})`, async () => {
+    for (const [withEntropy, wBlockRows] of [[true, undefined], [false, undefined], [false, 64]] as const) {
+    test(`fused LM head equals the unfused one (temperature ${temperature}, ${recompute ? 'recomputed' : 'kept'} probabilities, log p ${withEntropy ? 'from the log-sum-exp' : 'read off the softmax'}, W ${wBlockRows ? `in ${wBlockRows}-row blocks` : 'whole'})`, async () => {
       const want = await runOn('cpu', () => naive(temperature));
       for (const backend of ['cpu', 'wasm'] as const) {
         const got = await runOn(backend, () => {
           const x = tf.variable(tf.tensor2d(xs, [N, H]));
           const w = tf.variable(tf.tensor2d(ws, [V, H]));
           const f = () => {
-            const r = lmHeadLogProbs(x, w, tf.tensor1d(ids, 'int32'), { temperature, chunkRows: 4, recompute, entropy: withEntropy });
+            const r = lmHeadLogProbs(x, w, tf.tensor1d(ids, 'int32'), { temperature, chunkRows: 4, recompute, entropy: withEntropy, wBlockRows });
             ent = r.entropy ?? tf.zeros([N]);
             return r.logp;
           };
@@ -73,16 +76,18 @@ test('a token the model gives less than 1e-38 reads log(FLT_MIN) = -87.34 withou
 
 test('a frozen head gives the same dL/dx and no dL/dW', async () => {
   for (const backend of ['cpu', 'wasm'] as const) {
-    const [gx, gTrained] = await runOn(backend, () => {
+    const [gx, gTrained, gBlocked] = await runOn(backend, () => {
       const x = tf.variable(tf.tensor2d(xs, [N, H]));
       const w = tf.tensor2d(ws, [V, H]);
       const id = tf.tensor1d(ids, 'int32');
       const frozen = tf.grad((xi: tf.Tensor) => lmHeadLogProbs(xi as tf.Tensor2D, w, id, { trainWeight: false, chunkRows: 5 }).logp.sum())(x);
+      const frozenBlocked = tf.grad((xi: tf.Tensor) => lmHeadLogProbs(xi as tf.Tensor2D, w, id, { trainWeight: false, chunkRows: 5, wBlockRows: 100 }).logp.sum())(x);
       const trained = tf.grad((xi: tf.Tensor) => lmHeadLogProbs(xi as tf.Tensor2D, w, id, { chunkRows: 5 }).logp.sum())(x);
       x.dispose();
-      return [frozen, trained];
+      return [frozen, trained, frozenBlocked];
     });
     assert.ok(maxAbsDiff(gx, gTrained) < 1e-6, backend);
+    assert.ok(maxAbsDiff(gx, gBlocked) < 1e-5, `${backend}, W in blocks: ${maxAbsDiff(gx, gBlocked)}`);
   }
 });
 
