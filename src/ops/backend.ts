@@ -2,7 +2,7 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { registerWasmKernels } from './wasm_kernels.js';
+import { guardWasmHeap, registerWasmKernels, type WasmHeapModule } from './wasm_kernels.js';
 import { prepareWasmThreads } from './wasm_threads.js';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -121,6 +121,7 @@ async function tryWasm(threads: number): Promise<string> {
   } finally {
     restore();
   }
+  guardWasmHeap((tf.backend() as unknown as { wasm: WasmHeapModule }).wasm);
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
   const n = threads > 1 ? getThreadsCount() : 1;
   return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'}${n > 1 ? `, ${n} threads` : ''})`;

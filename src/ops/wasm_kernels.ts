@@ -162,6 +162,37 @@ function heapTranspose(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; 
   return out;
 }
 
+/** The part of the emscripten module the heap guard touches. */
+export interface WasmHeapModule {
+  _malloc: (bytes: number) => number;
+  asm?: { malloc?: (bytes: number) => number };
+  HEAPU8: Uint8Array;
+}
+
+/**
+ * Makes a failed tensor allocation an error. The wasm builds return 0 from malloc when the heap
+ * cannot grow (4 GB at most) and tfjs uses 0 as the tensor's address: measured, further tensors
+ * then overwrite each other (values silently wrong) and on the threaded build the process can stall.
+ * Wraps the raw export (emscripten's `_malloc` stub replaces itself with it on first call, so a
+ * wrapper around the stub would be dropped). Safe to call more than once.
+ */
+export function guardWasmHeap(mod: WasmHeapModule): void {
+  const raw = mod.asm?.malloc;
+  if (!raw || (mod._malloc as { guarded?: boolean }).guarded) return;
+  const guarded = (bytes: number) => {
+    const at = raw(bytes);
+    if (at === 0 && bytes > 0) {
+      const heap = (mod.HEAPU8.length / 2 ** 20).toFixed(0);
+      throw new Error(
+        `wasm heap exhausted: could not allocate ${(bytes / 2 ** 20).toFixed(1)} MB (heap ${heap} MB, 4096 MB at most). ` +
+          'Shorten sequences or micro-batches, set model.gradientCheckpointing = true, or run on tfjs-node(-gpu).',
+      );
+    }
+    return at;
+  };
+  mod._malloc = Object.assign(guarded, { guarded: true });
+}
+
 let registered = false;
 
 /** Registers these kernels on the wasm backend; safe to call more than once. */

@@ -1,13 +1,14 @@
 // Test helpers: run the same computation on two tfjs backends and compare host values.
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import { registerWasmKernels } from '../../src/ops/wasm_kernels.js';
+import { guardWasmHeap, registerWasmKernels, type WasmHeapModule } from '../../src/ops/wasm_kernels.js';
 
 /** Switches the active backend (wasm gets our extra kernels first). */
 export async function useBackend(name: 'wasm' | 'cpu'): Promise<void> {
   if (name === 'wasm') registerWasmKernels();
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} did not initialise`);
   await tf.ready();
+  if (name === 'wasm') guardWasmHeap((tf.backend() as unknown as { wasm: WasmHeapModule }).wasm); // as initBackend does
 }
 
 /** Runs `fn` on `backend` inside tidy and returns every output as a plain array. */

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
-import { reducePermutation, WASM_EXTRA_KERNELS } from '../../src/ops/wasm_kernels.js';
+import { guardWasmHeap, reducePermutation, WASM_EXTRA_KERNELS, type WasmHeapModule } from '../../src/ops/wasm_kernels.js';
 import { maxAbsDiff, randomArray, randomInts, runOn, useBackend } from '../helpers/backends.js';
 
 test('our kernels are the ones registered on wasm', async () => {
@@ -157,6 +157,27 @@ test('Transpose equals the cpu backend: tiled matrices (edges off the tile), bat
     const [cpu] = await runOn('cpu', fn);
     assert.equal(w, cpu, `case ${i}: [${c.shape}] by [${c.perm}]`);
   }
+});
+
+test('guardWasmHeap: a malloc that returns 0 becomes an error naming the size; other allocations pass; the real module keeps working', async () => {
+  const calls: number[] = [];
+  const fake: WasmHeapModule = {
+    asm: { malloc: (bytes: number) => (calls.push(bytes), bytes > 2 ** 20 ? 0 : 4096) },
+    _malloc: () => -1, // emscripten's stub: replaced, never called
+    HEAPU8: new Uint8Array(2 ** 20),
+  };
+  guardWasmHeap(fake);
+  guardWasmHeap(fake); // twice: still one wrapper
+  assert.is(fake._malloc(64), 4096);
+  assert.throws(() => fake._malloc(3 * 2 ** 20), /wasm heap exhausted: could not allocate 3\.0 MB \(heap 1 MB, 4096 MB at most\)/);
+  assert.equal(calls, [64, 3 * 2 ** 20]);
+
+  await useBackend('wasm');
+  const mod = (tf.backend() as unknown as { wasm: WasmHeapModule }).wasm;
+  guardWasmHeap(mod);
+  assert.ok((mod._malloc as { guarded?: boolean }).guarded, 'the backend allocates through the guard');
+  const [sum] = await runOn('wasm', () => [tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4]))]);
+  assert.equal(sum, [4, 6]);
 });
 
 test.run();
