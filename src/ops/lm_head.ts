@@ -177,11 +177,13 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
         const dxParts: tf.Tensor2D[] = [];
         let dWt: tf.Tensor2D | null = null; // [H, V]: the P part of dW^T, accumulated over blocks
         const keptPW = keepProbs && wRows < V ? keptProbsTimesW(kept, wS, wRows) : null;
+        // Recomputed blocks take the same transposed small W as the forward pass did.
+        const wTr = !keepProbs && wRows >= V ? (wS.transpose() as tf.Tensor2D) : null;
         for (const [k, b] of blocks(N, rows).entries()) {
           const s = dyT.slice(b.r0, b.rows).expandDims(1);
           const sw = dy.slice(b.r0, b.rows).expandDims(1);
           const xb = xsS.slice([b.r0, 0], [b.rows, H]);
-          const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, null, idsS.slice(b.r0, b.rows), false).p);
+          const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, wTr, idsS.slice(b.r0, b.rows), false).p);
           dxParts.push(tf.tidy(() => tf.gather(wS, idsS.slice(b.r0, b.rows)).sub(keptPW ? keptPW[k] : probsTimesW(p, wS, wRows)).mul(s) as tf.Tensor2D));
           if (trainWeight) {
             const next: tf.Tensor2D = tf.tidy(() => {
@@ -195,7 +197,7 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
           tf.dispose([s, sw, xb]);
         }
         const dx = tf.concat(dxParts) as tf.Tensor2D;
-        tf.dispose([dyT, ...dxParts, ...(keptPW ?? [])]);
+        tf.dispose([dyT, ...dxParts, ...(keptPW ?? []), ...(wTr ? [wTr] : [])]);
         if (!trainWeight) return [dx];
         const onehotPart = tf.tidy(() => tf.unsortedSegmentSum(xsS.mul(dy.expandDims(1)), idsS, V)); // sum_i dy_i x_i / T at row y_i
         const dW = onehotPart.sub(dWt!.transpose());
