@@ -7,10 +7,10 @@
 //   <|im_start|>assistant\n<think>\n\n</think>\n\n{response}<|im_end|>
 //
 // The rendering is the checkpoint's own chat template; the head reads the last token (<|im_end|>).
-import * as tf from '@tensorflow/tfjs';
 import type { ChatMessage } from './chat.js';
 import type { Criterion, RubricRecord } from './schema.js';
 import type { ChatTokenizer } from './tokenizer.js';
+import { padBatch, type TokenBatch } from './batch.js';
 
 export const ECI_INSTRUCTION =
   'You are a medical response evaluator. Judge whether the assistant\'s final response meets the criterion below.';
@@ -74,35 +74,6 @@ export function eciInstance(tok: ChatTokenizer, prompt: ChatMessage[], response:
     dropped += next - first;
     turns = [...turns.slice(0, first), ...turns.slice(next)];
   }
-}
-
-/** A padded batch: left padding, so every row's last real token is at column T - 1. */
-export interface TokenBatch {
-  inputIds: tf.Tensor2D; // [B, T] int32
-  attentionMask: tf.Tensor2D; // [B, T] int32, 1 = token
-  lastIndex: tf.Tensor1D; // [B] int32: column of each row's last real token
-}
-
-/** Left-pads rows to the longest (or to `length`) and builds masks and last-token indices. */
-export function padBatch(rows: number[][], padId: number, length?: number): TokenBatch {
-  const T = length ?? Math.max(...rows.map((r) => r.length));
-  const B = rows.length;
-  const ids = new Int32Array(B * T).fill(padId);
-  const mask = new Int32Array(B * T);
-  rows.forEach((r, b) => {
-    if (r.length > T) throw new Error(`row ${b} has ${r.length} tokens, more than the batch length ${T}`);
-    ids.set(r, b * T + T - r.length);
-    mask.fill(1, b * T + T - r.length, (b + 1) * T);
-  });
-  return {
-    inputIds: tf.tensor2d(ids, [B, T], 'int32'),
-    attentionMask: tf.tensor2d(mask, [B, T], 'int32'),
-    lastIndex: tf.fill([B], T - 1, 'int32') as tf.Tensor1D,
-  };
-}
-
-export function disposeBatch(b: TokenBatch): void {
-  tf.dispose([b.inputIds, b.attentionMask, b.lastIndex]);
 }
 
 /** Running totals of truncations, for the run's report. */

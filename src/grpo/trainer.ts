@@ -3,7 +3,7 @@
 // advantages and minimise the clipped policy loss with a KL penalty to a reference policy.
 import * as tf from '@tensorflow/tfjs';
 import type { ChatMessage } from '../data/chat.js';
-import { padBatch, disposeBatch } from '../data/eci.js';
+import { padBatch, disposeBatch } from '../data/batch.js';
 import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import { withAdaptersDisabled } from '../model/lora.js';

@@ -1,7 +1,7 @@
 // The Qwen3 dense decoder (Hugging Face modeling_qwen3.py) as a causal LM.
 import * as tf from '@tensorflow/tfjs';
 import { attention, causalMask } from '../ops/attention.js';
-import { checkpoint, recordingGradients } from '../ops/checkpoint.js';
+import { checkpoint, recordingGradients } from '../ops/recompute.js';
 import { applyRope, linear, rmsNorm, ropeTables, swiglu } from '../ops/layers.js';
 import { lmHeadLogProbs } from '../ops/lm_head.js';
 import type { Qwen3Config } from './config.js';

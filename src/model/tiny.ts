@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { qwen3Config } from './config.js';
-import { writeRandomQwen3 } from './checkpoint.js';
+import { writeRandomQwen3 } from './pretrained.js';
 
 /** <package root>/weights/qwen3-tiny, from src/model or dist/model alike. */
 export const TINY_QWEN3_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../weights/qwen3-tiny');

@@ -2,7 +2,8 @@
 // term on the same logits, on the shared TrainingRun (AdamW, schedule, clipping, accumulation,
 // checkpoints, exact resume).
 import * as tf from '@tensorflow/tfjs';
-import { disposeBatch, eciPairBatch, TruncationCounter } from '../data/eci.js';
+import { disposeBatch } from '../data/batch.js';
+import { eciPairBatch, TruncationCounter } from '../data/eci.js';
 import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import { criterionPairs, gradeValue, type RubricRecord } from '../data/schema.js';
 import { TrainingRun, type TrainingRunOptions } from '../train/run.js';

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import { AdamW } from './adamw.js';
 import { renderChart } from './chart.js';
-import { checkpointsDir, latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { checkpointsDir, latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint, type TrainerState } from './run_state.js';
 import { clipByGlobalNorm } from './clip.js';
 import { MetricsLog, Progress, type MetricsRow } from './metrics.js';
 import { Rng } from '../data/rng.js';

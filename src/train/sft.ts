@@ -3,7 +3,7 @@
 // (and the closing <|im_end|>) are predicted.
 import * as tf from '@tensorflow/tfjs';
 import type { ChatMessage } from '../data/chat.js';
-import { disposeBatch, padBatch } from '../data/eci.js';
+import { disposeBatch, padBatch } from '../data/batch.js';
 import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { RubricRecord } from '../data/schema.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
-import { ECI_INSTRUCTION, eciInstance, eciPairBatch, padBatch, TruncationCounter } from '../../src/data/eci.js';
+import { ECI_INSTRUCTION, eciInstance, eciPairBatch, TruncationCounter } from '../../src/data/eci.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import type { RubricRecord } from '../../src/data/schema.js';
 import { useBackend } from '../helpers/backends.js';
@@ -52,14 +52,6 @@ test('too long: the response tail goes first, then the oldest turns; the criteri
   assert.match(counter.toString(), /^1 of 3 ECI inputs had their response cut \(\d+ tokens\), 1 lost earlier prompt turns$/);
 });
 
-test('padding is on the left: masks mark tokens, the last real token is in the last column', () => {
-  const b = padBatch([[5, 6, 7], [8]], 0);
-  assert.equal(b.inputIds.arraySync(), [[5, 6, 7], [0, 0, 8]]);
-  assert.equal(b.attentionMask.arraySync(), [[1, 1, 1], [0, 0, 1]]);
-  assert.equal(Array.from(b.lastIndex.dataSync()), [2, 2]);
-  tf.dispose([b.inputIds, b.attentionMask, b.lastIndex]);
-});
-
 test('pairwise batches keep chosen and rejected aligned row by row on one length', () => {
   const record: RubricRecord = {
     id: 'r', prompt, criteria: [{ id: 'c1', ...criterion }, { id: 'c2', text: 'Is calm.', tier: 'excellence' }],
@@ -74,7 +66,7 @@ test('pairwise batches keep chosen and rejected aligned row by row on one length
   assert.ok(text(chosen, 0).includes('Criterion (safety)') && text(chosen, 0).includes('Call emergency services now'));
   assert.ok(text(rejected, 0).includes('Criterion (safety)') && text(rejected, 0).includes('Wait and see.'));
   assert.ok(text(chosen, 1).includes('Criterion (excellence): Is calm.') && text(chosen, 1).includes('Wait and see.'));
-  tf.dispose([chosen.inputIds, chosen.attentionMask, chosen.lastIndex, rejected.inputIds, rejected.attentionMask, rejected.lastIndex]);
+  tf.dispose([chosen.inputIds, chosen.attentionMask, rejected.inputIds, rejected.attentionMask]);
 });
 
 test.run();

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { loadRecords, readRecords } from '../../src/data/records.js';
 import { criterionPairs, DataError, validateRecord, type RubricRecord } from '../../src/data/schema.js';
 import { AVOID_PREFIX } from '../../src/data/importers.js';
-import { healthbenchItems, healthbenchScore } from '../../src/reward/healthbench.js';
+import { healthbenchItems, healthbenchScore } from '../../src/eval/healthbench.js';
 
 const fx = (name: string) => new URL(`../fixtures/formats/${name}`, import.meta.url).pathname;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-data-'));

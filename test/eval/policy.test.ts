@@ -7,7 +7,7 @@ import { comparePolicies, evaluateGradedResponses, evaluatePolicyResponses, poli
 import type { RubricRecord } from '../../src/data/schema.js';
 import { loadRecords } from '../../src/data/records.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
 import { CriteriaRewardModel } from '../../src/reward/model.js';
 import { useBackend } from '../helpers/backends.js';

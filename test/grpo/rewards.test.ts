@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadRecords } from '../../src/data/records.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
 import { overlongPenalty, rubricReward } from '../../src/grpo/rewards.js';
 import { CriteriaRewardModel } from '../../src/reward/model.js';

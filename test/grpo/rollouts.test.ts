@@ -1,7 +1,7 @@
 // Rollouts: completion masks up to and including the first stop token, truncation, G per prompt.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { completionMasks, rollout } from '../../src/grpo/rollouts.js';
 import { useBackend } from '../helpers/backends.js';
 

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
-import { loadQwen3, saveQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3, saveQwen3 } from '../../src/model/pretrained.js';
 import { trainSft } from '../../src/train/sft.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
 import { trainGrpo, type RewardFunction } from '../../src/grpo/trainer.js';

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { generate, sampleSorted } from '../../src/model/generate.js';
 import type { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { addLora, loadLora, mergeLora, saveLora, withAdaptersDisabled } from '../../src/model/lora.js';
 import { readSafetensors } from '../../src/model/safetensors.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { generate } from '../../src/model/generate.js';
 import { readSafetensors, type SafetensorsFile } from '../../src/model/safetensors.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
-import { loadQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3 } from '../../src/model/pretrained.js';
 import { generate } from '../../src/model/generate.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { useBackend } from '../helpers/backends.js';

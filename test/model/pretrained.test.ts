@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { parameterCount, qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF } from '../../src/model/config.js';
-import { loadQwen3, saveQwen3 } from '../../src/model/checkpoint.js';
+import { loadQwen3, saveQwen3 } from '../../src/model/pretrained.js';
 import { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { float32ToBf16Bits, bf16BitsToFloat32 } from '../../src/model/half.js';

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { qwen3Config, type Qwen3Config } from '../../src/model/config.js';
 import { addLora } from '../../src/model/lora.js';
 import { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
-import { checkpoint } from '../../src/ops/checkpoint.js';
+import { checkpoint } from '../../src/ops/recompute.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';
 
 test.before(() => useBackend('wasm'));

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
-import { saveQwen3 } from '../model/checkpoint.js';
+import { saveQwen3 } from '../model/pretrained.js';
 import { saveLora } from '../model/lora.js';
 import { atomicWrite, readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { AdamW } from './adamw.js';
