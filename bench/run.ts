@@ -28,6 +28,17 @@ interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number;
 interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; wasmHeapMb?: number; error?: string }
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(`Usage: npm run bench -- [--quick] [--tiny] [--only KEYS] [--no-torch] [--backend wasm|cpu|tensorflow] [--threads N|auto]
+Qwen3 speed and memory, ours beside PyTorch (bench/model_pytorch.py) on the same machine and configs.
+  --quick     tiny cases up to T = 512, one timed run each (about 2 minutes)
+  --tiny      every tiny case, no 0.6B
+  --only KEYS just these cases (JSON keys, e.g. train_tiny_t512,train_0.6b_t512)
+  --no-torch  ours only
+The full run takes about 15 minutes. Prints a table on stderr and one JSON line on stdout; results
+in bench/RESULTS.md.`);
+  process.exit(0);
+}
 const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const backend = (flag('--backend') ?? 'wasm') as 'wasm';
 const threadsFlag = flag('--threads') ?? 'auto';
@@ -66,12 +77,9 @@ const CASES: Case[] = [
   big('generate', 16, 0, 1),
 ].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny') && (!only || only.includes(key(c))));
 
-/** The library's causal-LM training loss: hidden states, then the fused LM head on shifted ids. */
+/** The library's causal-LM training loss: every token after the first, through the fused LM head. */
 function causalLmLoss(model: Qwen3ForCausalLM, ids: tf.Tensor2D): tf.Scalar {
-  const [B, T] = ids.shape;
-  const hidden = model.hiddenStates(ids);
-  const H = hidden.shape[2];
-  return model.tokenLogProbs(hidden.slice([0, 0, 0], [B, T - 1, H]), ids.slice([0, 1], [B, T - 1])).logp.mean().neg() as tf.Scalar;
+  return model.targetLogProbs(ids, { targets: { lastTokens: ids.shape[1] - 1 } }).logp.mean().neg() as tf.Scalar;
 }
 
 /** A 0.6B-shaped BF16 checkpoint in 300 MB shards, written once (about 1.2 GB). */

@@ -1,14 +1,15 @@
 // The shared training loop on the bundled tiny Qwen3 (full 151,936-token vocabulary): next-token
 // loss on a few sentences, 2 micro-batches per step, AdamW + cosine schedule + clipping,
 // checkpoints. Measures steps/s, tokens/s and memory over the run, and renders the curves
-// (bench/train_loop.svg, embedded in the README).
+// (bench/train_loop.svg, shown in docs/training.md).
 //
 //   npx tsx bench/train_loop.ts [--steps 40] [--backend wasm]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureTinyQwen3, initBackend, loadQwen3, loadTokenizer, nextTokenLoss, renderChart, TrainingRun } from '../src/index.js';
+import { ensureTinyQwen3, initBackend, loadQwen3, loadTokenizer, renderChart, TrainingRun } from '../src/index.js';
+import { targetPositions } from '../src/train/sft.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -39,11 +40,12 @@ while (!run.done) {
   const micro = [0, 1].map(() => {
     const pick = [run.rng.int(rows.length), run.rng.int(rows.length)];
     const ids = tf.tensor2d(pick.map((i) => rows[i]), [2, T], 'int32');
-    const mask = tf.tensor2d(pick.map((i) => masks[i]), [2, T], 'int32');
-    return { ids, mask };
+    // Every real token after the first is a target (rows are right padded, so no attention mask).
+    const at = targetPositions(pick.map((i) => rows[i]), pick.map((i) => masks[i]));
+    return { ids, at };
   });
-  await run.trainStep(micro.map(({ ids, mask }) => ({ loss: () => nextTokenLoss(model.forward(ids), ids, mask) })), { tokens: 4 * T });
-  tf.dispose(micro.flatMap((m) => [m.ids, m.mask]));
+  await run.trainStep(micro.map(({ ids, at }) => ({ loss: () => model.targetLogProbs(ids, { targets: at }).logp.mean().neg() as tf.Scalar })), { tokens: 4 * T });
+  tf.dispose(micro.flatMap((m) => [m.ids, m.at.rows, m.at.ids]));
   counts.push(tf.memory().numTensors);
 }
 const seconds = (performance.now() - t0) / 1000;

@@ -4,6 +4,12 @@ import * as fs from 'node:fs';
 import { loadRecords, syntheticRecords } from '../src/index.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(`Usage: npx tsx data/make-synthetic.ts [--count 10000] [--seed 0] [--out synthetic.jsonl]
+Writes --count synthetic records (recombined from data/train.jsonl; synthetic, not medical advice)
+to --out, for scale and speed tests.`);
+  process.exit(0);
+}
 const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const base = await loadRecords(new URL('./train.jsonl', import.meta.url).pathname);
 const out = fs.createWriteStream(flag('--out', 'synthetic.jsonl'));

@@ -1,10 +1,10 @@
-// promedical: the public API. Re-exports only; see README.md and DESIGN.md for the contract.
+// promedical: the public API. Re-exports only; docs/api.md documents it.
 
 // ops: backends and layer math
-export { initBackend } from './ops/backend.js';
+export { initBackend, ensureBackend } from './ops/backend.js';
 export { rmsNorm, linear, swiglu, ropeTables, applyRope } from './ops/layers.js';
 export { attention, causalMask, MASK_VALUE } from './ops/attention.js';
-export { selectiveLogSoftmax, tokenEntropy, nextTokenLoss } from './ops/logprobs.js';
+export { selectiveLogSoftmax } from './ops/logprobs.js';
 export { checkpoint } from './ops/recompute.js';
 export { lmHeadLogProbs } from './ops/lm_head.js';
 export type { LmHeadOptions, LmHeadResult } from './ops/lm_head.js';
@@ -16,14 +16,14 @@ export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
 export { qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF, readQwen3Config, parameterCount, ConfigError } from './model/config.js';
 export type { Qwen3Config, Qwen3Preset } from './model/config.js';
 export { Qwen3ForCausalLM, qwen3TensorShapes, ATTENTION_PROJECTIONS, MLP_PROJECTIONS } from './model/qwen3.js';
-export type { ForwardOptions, KVCache, LayerCache, LoraModule } from './model/qwen3.js';
+export type { ForwardOptions, KVCache, LayerCache, LoraModule, CausalTargets, LastTokens, TargetRows, TargetLogProbOptions, TargetLogProbs } from './model/qwen3.js';
 export { loadQwen3, saveQwen3, writeRandomQwen3, CheckpointError } from './model/pretrained.js';
 export type { SaveOptions } from './model/pretrained.js';
 export { generate, sampleSorted } from './model/generate.js';
 export type { GenerateOptions } from './model/generate.js';
 export { addLora, mergeLora, loadLora, saveLora, withAdaptersDisabled } from './model/lora.js';
 export type { LoraConfig, LoraTarget } from './model/lora.js';
-export { ensureTinyQwen3, TINY_QWEN3_DIR } from './model/tiny.js';
+export { ensureTinyQwen3, TINY_QWEN3_DIR, cacheDir } from './model/tiny.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, DTYPE_SIZE, MAX_HEADER_BYTES } from './model/safetensors.js';
 export type {
   SafetensorsFile,
@@ -36,7 +36,8 @@ export type {
 export { float32ToBf16Bits, bf16BitsToFloat32, float32ToF16Bits, f16BitsToFloat32 } from './model/half.js';
 
 // data: tokenizer and chat
-export { ChatTokenizer, loadTokenizer, defaultTokenizerDir, QWEN3_TOKENS, TokenizerError } from './data/tokenizer.js';
+export { ChatTokenizer, loadTokenizer, defaultTokenizerDir, QWEN3_TOKENS, TokenizerError, CHAT_ROLES } from './data/tokenizer.js';
+export type { EncodedHead } from './data/tokenizer.js';
 export { renderChat } from './data/chat.js';
 export type { ChatMessage, ChatTemplateOptions } from './data/chat.js';
 
@@ -76,6 +77,8 @@ export { healthbenchScore, healthbenchItems, healthbenchExample, healthbenchStat
 export type { HealthBenchItem, HealthBenchStat, HealthBenchExampleScore, HealthBenchReport } from './eval/healthbench.js';
 export { writeBenchReport, verdict } from './eval/report.js';
 export type { BenchReportInput } from './eval/report.js';
+export { evaluateBench, systemResponses, defaultBaseline, benchRecords, benchSummary, BenchError, BENCH_METRICS } from './eval/bench.js';
+export type { BenchOptions, BenchSummary, BenchMetric, SystemResponseOptions } from './eval/bench.js';
 
 // train: what every trainer shares
 export { AdamW } from './train/adamw.js';
@@ -85,12 +88,20 @@ export { lrSchedule } from './train/schedule.js';
 export type { ScheduleOptions, ScheduleType } from './train/schedule.js';
 export { Rng, EpochSampler } from './data/rng.js';
 export type { RngState, EpochPosition } from './data/rng.js';
-export { MetricsLog, Progress } from './train/metrics.js';
+export { MetricsLog, Progress, curveSummary } from './train/metrics.js';
+export { loadPretrained } from './train/pretrained.js';
+export type { LoadPretrainedOptions } from './train/pretrained.js';
 export type { MetricsRow } from './train/metrics.js';
 export { renderChart, renderVegaLite } from './train/chart.js';
-export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, checkpointsDir } from './train/run_state.js';
+export { saveCheckpoint, restoreCheckpoint, latestCheckpoint, listCheckpoints, checkpointsDir, checkRunDir, openRunDir, RunDirError, assertFiniteParameters } from './train/run_state.js';
+export type { OpenRunDirOptions } from './train/run_state.js';
 export type { TrainerState, CheckpointParts } from './train/run_state.js';
-export { TrainingRun, NonFiniteError } from './train/run.js';
+export { TrainingRun, NonFiniteError, InterruptedError, runOptions } from './train/run.js';
+export {
+  validateConfig, describeField, storedConfig, resumableFields,
+  REWARD_CONFIG_DEFAULTS, SFT_CONFIG_DEFAULTS, GRPO_CONFIG_DEFAULTS, REWARD_CONFIG_FIELDS, SFT_CONFIG_FIELDS, GRPO_CONFIG_FIELDS, CONFIG_FIELDS, CONFIG_DEFAULTS, PATH_FIELDS,
+} from './train/config.js';
+export type { TrainingArgs, RewardConfig, SftConfig, GrpoConfig, ConfigKind, Field } from './train/config.js';
 export { trainSft, sftExample } from './train/sft.js';
 export type { SftOptions, SftExample } from './train/sft.js';
 export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js';
@@ -98,7 +109,7 @@ export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js'
 // grpo: the policy-optimisation math (the trainer comes next)
 export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
 export type { AdvantageOptions } from './grpo/advantages.js';
-export { grpoLoss, grpoLossTerms, klEstimate } from './grpo/loss.js';
+export { grpoLoss, grpoLossTerms, klEstimate, LOSS_TYPES } from './grpo/loss.js';
 export type { GrpoMetricTensors } from './grpo/loss.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';

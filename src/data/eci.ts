@@ -22,7 +22,11 @@ export interface EciOptions {
 
 /** How an instance was shortened to fit (all zero when it fit). */
 export interface Truncation {
+  /** Tokens of the response cut off its tail (of those tokenized: see responseCharsCut). */
   responseTokensCut: number;
+  /** Characters of a very long response cut before tokenizing, so that the work per instance is
+   * bounded by maxLength (ChatTokenizer.encodeHead); their tokens are not counted above. */
+  responseCharsCut: number;
   promptTurnsDropped: number;
 }
 
@@ -39,7 +43,9 @@ export function criterionBlock(c: Pick<Criterion, 'text' | 'tier'>): string {
 /**
  * Token ids of one ECI input. When it is too long the response loses its tail first; if the
  * prompt alone is still too long, the oldest turns go (never the criterion, never the last turn).
- * Throws when the criterion and the last turn alone do not fit.
+ * Throws when the criterion and the last turn alone do not fit. The work is bounded by maxLength,
+ * not by the texts' lengths: only the response's first tokens are computed (encodeHead), and a
+ * rendered prompt too long to fit in any case is not tokenized (fitsIn).
  */
 export function eciInstance(tok: ChatTokenizer, prompt: ChatMessage[], response: string, criterion: Pick<Criterion, 'text' | 'tier'>, opts: EciOptions = {}): EciInstance {
   const maxLength = opts.maxLength ?? 1024;
@@ -51,22 +57,23 @@ export function eciInstance(tok: ChatTokenizer, prompt: ChatMessage[], response:
     const at = text.lastIndexOf(MARK);
     return { head: text.slice(0, at), tail: text.slice(at + MARK.length).replace(/\n$/, '') };
   };
-  const responseIds = tok.encode(response);
   let turns = prompt;
   let dropped = 0;
   for (;;) {
     const { head, tail } = render(turns);
-    const headIds = tok.encode(head);
-    const tailIds = tok.encode(tail);
-    const room = maxLength - headIds.length - tailIds.length;
+    const fits = tok.fitsIn(head + tail, maxLength);
+    const headIds = fits ? tok.encode(head) : [];
+    const tailIds = fits ? tok.encode(tail) : [];
+    const room = fits ? maxLength - headIds.length - tailIds.length : -1;
     if (room >= 0) {
-      const kept = responseIds.slice(0, Math.min(room, responseIds.length));
-      return { ids: [...headIds, ...kept, ...tailIds], truncation: { responseTokensCut: responseIds.length - kept.length, promptTurnsDropped: dropped } };
+      const kept = tok.encodeHead(response, room);
+      return { ids: [...headIds, ...kept.ids, ...tailIds], truncation: { responseTokensCut: kept.idsCut, responseCharsCut: kept.charsCut, promptTurnsDropped: dropped } };
     }
     // Keep the prompt's own leading system turn and its last turn.
     const first = turns[0]?.role === 'system' ? 1 : 0;
     if (turns.length - first <= 1) {
-      throw new Error(`ECI input cannot fit in ${maxLength} tokens: the criterion and the prompt's last turn alone take ${headIds.length + tailIds.length}`);
+      const took = fits ? `${headIds.length + tailIds.length}` : `more than that (${head.length + tail.length} characters)`;
+      throw new Error(`ECI input cannot fit in ${maxLength} tokens: the criterion and the prompt's last turn alone take ${took}`);
     }
     // Drop the oldest turn, and an assistant turn it leaves leading, so turns start with the user.
     let next = first + 1;
@@ -81,17 +88,20 @@ export class TruncationCounter {
   instances = 0;
   responsesCut = 0;
   responseTokensCut = 0;
+  responseCharsCut = 0;
   promptsShortened = 0;
 
   add(t: Truncation): void {
     this.instances++;
-    if (t.responseTokensCut > 0) this.responsesCut++;
+    if (t.responseTokensCut > 0 || t.responseCharsCut > 0) this.responsesCut++;
     this.responseTokensCut += t.responseTokensCut;
+    this.responseCharsCut += t.responseCharsCut;
     if (t.promptTurnsDropped > 0) this.promptsShortened++;
   }
 
   toString(): string {
-    return `${this.responsesCut} of ${this.instances} ECI inputs had their response cut (${this.responseTokensCut} tokens), ${this.promptsShortened} lost earlier prompt turns`;
+    const chars = this.responseCharsCut > 0 ? ` and ${this.responseCharsCut} characters not tokenized` : '';
+    return `${this.responsesCut} of ${this.instances} ECI inputs had their response cut (${this.responseTokensCut} tokens${chars}), ${this.promptsShortened} lost earlier prompt turns`;
   }
 }
 

@@ -1,5 +1,5 @@
 // Importers: real rubric / preference formats -> schema v1 records. Lossless: the original fields
-// are kept under `source`. The tier mapping for each format is documented in the README.
+// are kept under `source`. The tier mapping for each format is documented in docs/data-format.md.
 import type { ChatMessage } from './chat.js';
 import { DataError, type Criterion, type RubricRecord } from './schema.js';
 

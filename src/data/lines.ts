@@ -10,13 +10,21 @@ export interface Located<T> {
   line: number;
 }
 
-/** Non-blank lines of a text file with their line numbers. */
+/** U+FEFF, which editors (Notepad, Excel's "CSV UTF-8") write at the start of a UTF-8 file. */
+const BOM = '\uFEFF';
+
+/**
+ * Non-blank lines of a text file with their line numbers; a UTF-8 byte order mark at the start of
+ * the file is dropped. readline joins the chunks of a long line by string concatenation (ropes in
+ * V8) and searches only each new chunk for the line end, so one huge line costs linear time.
+ */
 export async function* textLines(file: string): AsyncGenerator<{ text: string; line: number }> {
   if (!fs.existsSync(file)) throw new DataError(file, 0, '', 'no such file');
   const rl = readline.createInterface({ input: fs.createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let line = 0;
-  for await (const text of rl) {
+  for await (const raw of rl) {
     line++;
+    const text = line === 1 && raw.startsWith(BOM) ? raw.slice(1) : raw;
     if (text.trim() !== '') yield { text, line };
   }
 }
@@ -32,7 +40,8 @@ export async function* jsonLines(file: string): AsyncGenerator<Located<unknown> 
   }
 }
 
-/** Rows of a CSV file as objects keyed by the header row (an empty header name becomes "_index"). */
+/** Rows of a CSV file as objects keyed by the header row (an empty header name becomes "_index");
+ * a UTF-8 byte order mark at the start of the file is dropped. */
 export async function* csvRows(file: string): AsyncGenerator<Located<Record<string, string>> | DataError> {
   if (!fs.existsSync(file)) throw new DataError(file, 0, '', 'no such file');
   let header: string[] | null = null;
@@ -58,8 +67,13 @@ export async function* csvRows(file: string): AsyncGenerator<Located<Record<stri
     }
     yield { value: Object.fromEntries(header.map((h, i) => [h, cells[i]])), line: rowStart };
   };
+  let atStart = true;
   for await (const chunk of fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 16 })) {
     for (const ch of chunk as string) {
+      if (atStart) {
+        atStart = false;
+        if (ch === BOM) continue;
+      }
       if (pendingQuote) {
         pendingQuote = false;
         if (ch === '"') {

@@ -69,10 +69,22 @@ export function readRecords(file: string, opts: ReadOptions = {}): RecordReader 
   return new RecordReader(file, opts);
 }
 
-/** All records of a file or folder (strict unless told otherwise). */
+/** All records of a file or folder (strict unless told otherwise). Reading no record at all is a
+ * DataError ("0 records in ..."), saying how many bad lines a lenient read skipped. */
 export async function loadRecords(file: string, opts: ReadOptions = {}): Promise<RubricRecord[]> {
   const out: RubricRecord[] = [];
-  for await (const r of readRecords(file, opts)) out.push(r);
+  const reader = readRecords(file, opts);
+  for await (const r of reader) out.push(r);
+  if (out.length === 0) {
+    const skipped = reader.skipped;
+    const why =
+      skipped.length > 0
+        ? `: all ${skipped.length} were bad and skipped (first ${skipped[0].file}:${skipped[0].line}: ${skipped[0].reason})`
+        : fs.statSync(file).isDirectory()
+          ? ` (no ${(opts.format ?? 'promedical') === 'kqa-nli' ? '.csv' : '.json or .jsonl'} file in it holds one)`
+          : ' (it is empty or blank)';
+    throw new DataError(file, 0, '', `0 records in ${file}${why}`);
+  }
   return out;
 }
 
@@ -117,7 +129,7 @@ async function* rawObjects(file: string): AsyncGenerator<Located<unknown> | Data
   }
   let value: unknown;
   try {
-    value = JSON.parse(fs.readFileSync(file, 'utf8'));
+    value = JSON.parse(fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, '')); // a UTF-8 byte order mark is allowed
   } catch (err) {
     yield new DataError(file, 1, '', `not valid JSON: ${(err as Error).message}`);
     return;

@@ -10,6 +10,7 @@ export interface Interval {
   std: number;
 }
 
+// docs/formulas.md, "Bootstrap intervals"
 export function bootstrapMean(values: ArrayLike<number>, opts: { resamples?: number; seed?: number | string; level?: number } = {}): Interval {
   const n = values.length;
   if (n === 0) return { mean: NaN, low: NaN, high: NaN, std: NaN };

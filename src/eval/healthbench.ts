@@ -14,6 +14,7 @@ export interface HealthBenchItem {
   met: boolean;
 }
 
+// docs/formulas.md, "HealthBench example score"
 /** sum(points of met items) / sum(positive points); NaN when there are no positive points. */
 export function healthbenchScore(items: HealthBenchItem[]): number {
   const possible = items.reduce((a, i) => a + (i.points > 0 ? i.points : 0), 0);
@@ -93,6 +94,7 @@ export function healthbenchExample(record: RubricRecord, grades: Record<string, 
   return { recordId: record.id, score, tags };
 }
 
+// docs/formulas.md, "HealthBench reported score and bootstrap std"
 /** clip(mean, 0, 1) and the population std of the clipped means of `resamples` bootstrap draws. */
 export function healthbenchStat(values: number[], opts: { resamples?: number; seed?: number | string } = {}): HealthBenchStat {
   const n = values.length;

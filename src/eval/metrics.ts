@@ -1,5 +1,6 @@
 // Bench metrics as plain functions of predictions and gold labels (no model here).
 
+// docs/formulas.md, "Judge metrics"
 /** Share of pairs whose chosen score is strictly higher (ties count as wrong). NaN when empty. */
 export function pairwiseAccuracy(pairs: { chosen: number; rejected: number }[]): number {
   if (pairs.length === 0) return NaN;
@@ -41,6 +42,7 @@ export function binaryScores(pred: boolean[], gold: boolean[]): BinaryScores {
   return { precision, recall, f1, tp, fp, fn, tn };
 }
 
+// docs/formulas.md, "Cohen's kappa"
 /**
  * Cohen's kappa between two raters' labels (any categories): (p_o - p_e) / (1 - p_e), p_o the
  * observed agreement and p_e the agreement expected from each rater's label frequencies. NaN when

@@ -15,6 +15,7 @@ function std(values: number[]): number {
   return Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1));
 }
 
+// docs/formulas.md, "Group-relative advantages"
 /**
  * A_i = (R_i - mean of its group) / (std + epsilon) for rewards laid out group after group (groupSize
  * consecutive completions per prompt). A NaN reward counts as 0 in the statistics and gets A = 0

@@ -1,10 +1,11 @@
 // The GRPO policy loss with TRL's variants: clipped importance ratios (token-level or GSPO's
 // sequence-level), optional two-sided clipping (delta), KL to a reference policy, and the
-// grpo / bnpo / dr_grpo / dapo aggregations (REFERENCE.md section 3).
+// grpo / bnpo / dr_grpo / dapo aggregations (docs/formulas.md).
 import * as tf from '@tensorflow/tfjs';
 
 export type KlKind = 'k1' | 'k2' | 'k3';
 
+// docs/formulas.md, "KL estimators"
 /** Per-token KL estimators of KL(policy || reference) from log-probs (Schulman's k1, k2, k3). */
 export function klEstimate(logp: tf.Tensor, refLogp: tf.Tensor, kind: KlKind = 'k3'): tf.Tensor {
   return tf.tidy(() => {
@@ -27,6 +28,9 @@ export interface GrpoInputs {
   /** Reference policy log-probs (needed when beta != 0). */
   refLogp?: tf.Tensor2D;
 }
+
+/** The token aggregations grpoLoss implements (docs/formulas.md). */
+export const LOSS_TYPES: readonly NonNullable<GrpoLossOptions['lossType']>[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
 
 export interface GrpoLossOptions {
   lossType?: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
@@ -72,12 +76,14 @@ export function grpoLoss(inputs: GrpoInputs, opts: GrpoLossOptions = {}): { loss
   return { loss, metrics };
 }
 
+// docs/formulas.md, "The ratio and the clipped per-token loss" and "Loss aggregations"
 /** grpoLoss with the metrics left on the device (no host read: for a training step's hot path). */
 export function grpoLossTerms(inputs: GrpoInputs, opts: GrpoLossOptions = {}): { loss: tf.Scalar; metrics: GrpoMetricTensors } {
   const epsLow = opts.epsilon ?? 0.2;
   const epsHigh = opts.epsilonHigh ?? epsLow;
   const beta = opts.beta ?? 0;
   const lossType = opts.lossType ?? 'grpo';
+  if (!LOSS_TYPES.includes(lossType)) throw new Error(`grpoLoss: unknown lossType "${String(lossType)}"; expected one of ${LOSS_TYPES.join(', ')}`);
   if (beta !== 0 && !inputs.refLogp) throw new Error('grpoLoss: beta != 0 needs refLogp');
   if (lossType === 'dr_grpo' && !opts.maxCompletionLength) throw new Error('grpoLoss: dr_grpo needs maxCompletionLength');
   let metricTensors: tf.Tensor[] = [];

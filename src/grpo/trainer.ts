@@ -8,8 +8,9 @@ import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import { withAdaptersDisabled } from '../model/lora.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
-import { TrainingRun } from '../train/run.js';
-import { combineRewards, fracZeroStd, groupAdvantages, type AdvantageOptions } from './advantages.js';
+import { validateConfig, type GrpoConfig } from '../train/config.js';
+import { runOptions, TrainingRun } from '../train/run.js';
+import { combineRewards, fracZeroStd, groupAdvantages } from './advantages.js';
 import { grpoLossTerms, type GrpoLossOptions, type GrpoMetricTensors } from './loss.js';
 import { rollout } from './rollouts.js';
 
@@ -27,36 +28,21 @@ export interface RewardFunction {
   score(prompts: GrpoPrompt[], completions: string[], completionIds: number[][]): Promise<number[]>;
 }
 
-export interface GrpoOptions extends GrpoLossOptions {
+export interface GrpoOptions {
   policy: Qwen3ForCausalLM;
   tokenizer: ChatTokenizer;
   prompts: GrpoPrompt[];
   rewards: RewardFunction[];
-  runDir: string;
-  steps: number;
-  lr: number;
-  seed: number;
-  /** Prompts per step (default 2); each gets numGenerations completions. */
-  promptsPerStep?: number;
-  /** G (default 8, as the paper). */
-  numGenerations?: number;
-  maxNewTokens?: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  scaleRewards?: AdvantageOptions['scale'];
-  maskTruncatedCompletions?: boolean;
-  /** Policy updates per generation batch (default 1; > 1 stores the old log-probs). */
-  numIterations?: number;
+  /** The run's settings; missing fields take GRPO_CONFIG_DEFAULTS (validated: ConfigError).
+   * `policy`, `rm`, `data` and `eval_data` are recorded, not read. */
+  config: Partial<GrpoConfig>;
   /** Reference policy: 'adapters' (the policy with LoRA disabled) or a frozen model. Needed when
    * beta != 0; default 'adapters' when the policy has adapters. */
   reference?: 'adapters' | Qwen3ForCausalLM;
-  /** Completions per forward pass in the loss (default 4). */
-  microBatch?: number;
-  saveEvery?: number;
-  resume?: boolean;
+  /** The caller opened the run folder already (openRunDir), e.g. to train starting points in it. */
+  prepared?: boolean;
+  /** No progress output. */
   quiet?: boolean;
-  config?: Record<string, unknown>;
 }
 
 /** Per-token log-probs of the completions ([B, L]) under `model`, completions right-aligned; with
@@ -65,11 +51,9 @@ function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBat
 function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number, entropyMask: tf.Tensor2D): [tf.Tensor2D, tf.Scalar];
 function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBatch>, L: number, temperature: number, entropyMask?: tf.Tensor2D): tf.Tensor2D | [tf.Tensor2D, tf.Scalar] {
   return tf.tidy(() => {
-    const [B, T] = batch.inputIds.shape;
-    const hidden = model.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
-    const H = hidden.shape[2];
-    // Position t predicts token t + 1: the completion's L tokens are predicted by the L positions before them.
-    const { logp, entropy } = model.tokenLogProbs(hidden.slice([0, T - L - 1, 0], [B, L, H]), batch.inputIds.slice([0, T - L], [B, L]), { temperature, entropy: entropyMask !== undefined });
+    const { logp, entropy } = model.targetLogProbs(batch.inputIds, {
+      attentionMask: batch.attentionMask, targets: { lastTokens: L }, temperature, entropy: entropyMask !== undefined,
+    });
     if (!entropyMask) return logp;
     return [logp, entropy!.mul(entropyMask.toFloat()).sum() as tf.Scalar] as [tf.Tensor2D, tf.Scalar];
   });
@@ -77,20 +61,22 @@ function completionLogp(model: Qwen3ForCausalLM, batch: ReturnType<typeof padBat
 
 export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
   const { policy, tokenizer: tok } = opts;
-  const G = opts.numGenerations ?? 8;
-  const P = opts.promptsPerStep ?? 2;
-  const beta = opts.beta ?? 0;
-  const temperature = opts.temperature ?? 1;
-  const iterations = opts.numIterations ?? 1;
-  const micro = opts.microBatch ?? 4;
+  const c = validateConfig('grpo', opts.config);
+  const G = c.num_generations;
+  const P = c.prompts_per_step;
+  const beta = c.beta;
+  const temperature = c.temperature;
+  const iterations = c.num_iterations;
+  const micro = c.micro_batch_size;
+  const lossOptions: GrpoLossOptions = {
+    lossType: c.loss_type, epsilon: c.epsilon, epsilonHigh: c.epsilon_high ?? undefined, delta: c.delta ?? undefined, beta,
+    importanceSampling: c.importance_sampling, maxCompletionLength: c.max_new_tokens,
+  };
   const reference = beta === 0 ? null : opts.reference ?? (policy.adapters.size > 0 ? 'adapters' : null);
   if (beta !== 0 && !reference) throw new Error('trainGrpo: beta != 0 needs a reference policy: LoRA adapters on the policy, or opts.reference');
   if (opts.prompts.length === 0) throw new Error('trainGrpo: no prompts');
-  const run = await TrainingRun.start({
-    runDir: opts.runDir, model: policy, lr: opts.lr, totalSteps: opts.steps, seed: opts.seed, schedule: { type: 'constant' },
-    maxGradNorm: 1, saveEvery: opts.saveEvery ?? 0, resume: opts.resume, quiet: opts.quiet, config: opts.config, label: 'GRPO',
-  });
-  const sampler = new EpochSampler(opts.prompts.length, `${opts.seed}:grpo`, run.data as EpochPosition | undefined);
+  const run = await TrainingRun.start({ ...runOptions('grpo', c, opts), model: policy, label: 'GRPO' });
+  const sampler = new EpochSampler(opts.prompts.length, `${c.seed}:grpo`, run.data as EpochPosition | undefined);
   const stops = tok.stopTokenIds;
   const pad = tok.padTokenId;
 
@@ -101,8 +87,8 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     const promptIds = picked.map((p) => tok.encodeChat(p.messages, { addGenerationPrompt: true, enableThinking: false }));
     policy.training = false;
     const ro = await rollout(policy, promptIds, {
-      numGenerations: G, maxNewTokens: opts.maxNewTokens ?? 64, temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: stops,
-      padTokenId: pad, seed: `${opts.seed}:${run.step}`, maskTruncatedCompletions: opts.maskTruncatedCompletions,
+      numGenerations: G, maxNewTokens: c.max_new_tokens, temperature, topP: c.top_p < 1 ? c.top_p : undefined, topK: c.top_k > 0 ? c.top_k : undefined,
+      stopTokenIds: stops, padTokenId: pad, seed: `${c.seed}:${run.step}`, maskTruncatedCompletions: c.mask_truncated_completions,
     });
     // Embedding rows past the tokenizer's ids (padding rows) have no text: left out of the decode.
     const texts = ro.completions.map((c, i) => tok.decode(c.slice(0, ro.lengths[i]).filter((id) => id < tok.vocabSize), { skipSpecialTokens: true }));
@@ -111,7 +97,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     const ids = ro.completions.map((c, i) => c.slice(0, ro.lengths[i]));
     const perFn = await Promise.all(opts.rewards.map((f) => f.score(groupPrompts, texts, ids)));
     const rewards = combineRewards(perFn, opts.rewards.map((f) => f.weight ?? 1));
-    const advantages = groupAdvantages(rewards, G, { scale: opts.scaleRewards });
+    const advantages = groupAdvantages(rewards, G, { scale: c.scale_rewards });
     // 3. Sequences: prompt + completion, left padded, so every completion fills the last L columns.
     const L = ro.completions[0].length;
     const rows = ro.completions.map((c, i) => [...promptIds[ro.promptIndex[i]], ...c]);
@@ -136,10 +122,10 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
       const terms: (GrpoMetricTensors & { entropySum: tf.Scalar })[] = [];
       await run.trainStep(
         slices.map((s) => ({
-          weight: opts.lossType === 'dapo' ? 1 : s.rows / B,
+          weight: c.loss_type === 'dapo' ? 1 : s.rows / B,
           loss: () => {
             const [logp, entropySum] = completionLogp(policy, s.batch, L, temperature, s.mask);
-            const { loss, metrics: m } = grpoLossTerms({ logp, mask: s.mask, advantages: s.adv, oldLogp: s.old, refLogp: s.ref }, { ...opts, activeTokens });
+            const { loss, metrics: m } = grpoLossTerms({ logp, mask: s.mask, advantages: s.adv, oldLogp: s.old, refLogp: s.ref }, { ...lossOptions, activeTokens });
             terms.push({ ...m, entropySum: tf.keep(entropySum) });
             return loss;
           },

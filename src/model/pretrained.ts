@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from '../ops/backend.js';
 import { qwen3ConfigToHF, readQwen3Config, type Qwen3Config } from './config.js';
 import { Qwen3ForCausalLM, qwen3TensorShapes } from './qwen3.js';
 import { readSafetensors, writeSafetensors, type SafetensorsFile } from './safetensors.js';
@@ -17,6 +18,7 @@ export class CheckpointError extends Error {
  * mis-shaped tensors are all reported by name in one error.
  */
 export async function loadQwen3(dir: string): Promise<Qwen3ForCausalLM> {
+  await ensureBackend();
   const config = readQwen3Config(path.join(dir, 'config.json'));
   const st = readSafetensors(dir);
   const weights = new Map<string, tf.Tensor>();
@@ -59,7 +61,16 @@ export interface SaveOptions {
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** Shard when the weights exceed this many bytes (default 5 GB, as transformers). */
   maxShardBytes?: number;
+  /**
+   * The tokenizer to save beside the weights: a ChatTokenizer (or anything whose `source` is the
+   * path of its tokenizer.json); its tokenizer.json and tokenizer_config.json are copied, so the
+   * folder loads with its tokenizer. (A structural type: the model layer does not import data.)
+   */
+  tokenizer?: { readonly source: string };
 }
+
+/** The tokenizer files a Hugging Face folder carries (generation_config.json is the model's). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
 
 const DISK_DTYPE = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const;
 const BYTES = { float32: 4, bfloat16: 2, float16: 2 } as const;
@@ -69,6 +80,7 @@ const BYTES = { float32: 4, bfloat16: 2, float16: 2 } as const;
  * writes it, one model.safetensors or numbered shards with an index.
  * The folder is built beside `dir` and moved into place, so a crash mid-save leaves any previous
  * checkpoint in `dir` intact; other files already in `dir` (e.g. the tokenizer's) are kept.
+ * With `opts.tokenizer`, its tokenizer.json and tokenizer_config.json are written too.
  */
 export async function saveQwen3(model: Qwen3ForCausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
   const dtype = opts.dtype ?? model.config.torchDtype;
@@ -92,6 +104,11 @@ export async function saveQwen3(model: Qwen3ForCausalLM, dir: string, opts: Save
     shards.length === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
 
   const target = path.resolve(dir);
+  // Checked before anything is written: a missing tokenizer file fails the save, not the next load.
+  const tokenizerDir = opts.tokenizer ? path.dirname(path.resolve(opts.tokenizer.source)) : undefined;
+  for (const f of tokenizerDir ? TOKENIZER_FILES : []) {
+    if (!fs.existsSync(path.join(tokenizerDir!, f))) throw new CheckpointError(`${path.join(tokenizerDir!, f)}: not found; the tokenizer (source ${opts.tokenizer!.source}) cannot be saved with the model`);
+  }
   const staging = `${target}.tmp-${process.pid}-${Date.now()}`;
   fs.mkdirSync(staging, { recursive: true });
   try {
@@ -114,6 +131,7 @@ export async function saveQwen3(model: Qwen3ForCausalLM, dir: string, opts: Save
     const { bosTokenId, eosTokenId } = model.config;
     const generation = { bos_token_id: bosTokenId, eos_token_id: [...new Set([eosTokenId, bosTokenId])], pad_token_id: bosTokenId };
     fs.writeFileSync(path.join(staging, 'generation_config.json'), JSON.stringify(generation, null, 2) + '\n');
+    for (const f of tokenizerDir ? TOKENIZER_FILES : []) fs.copyFileSync(path.join(tokenizerDir!, f), path.join(staging, f));
     // Files the save does not produce (tokenizer files, a README) carry over; old weights do not.
     if (fs.existsSync(target)) {
       for (const f of fs.readdirSync(target)) {
@@ -153,6 +171,7 @@ function fsyncDir(dir: string): void {
  * in the Hugging Face layout: how the bundled tiny model and benchmark models are made.
  */
 export async function writeRandomQwen3(dir: string, config: Qwen3Config, opts: SaveOptions & { seed?: number } = {}): Promise<void> {
+  await ensureBackend();
   const model = Qwen3ForCausalLM.random(config, opts.seed ?? 0);
   try {
     await saveQwen3(model, dir, opts);

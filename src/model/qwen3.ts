@@ -19,6 +19,38 @@ export interface ForwardOptions {
   cache?: KVCache;
 }
 
+/** The last L tokens of every row: positions T - L - 1 .. T - 2 predict them (1 <= L < T). */
+export interface LastTokens {
+  lastTokens: number;
+}
+
+/** Chosen positions of the flattened batch and the tokens they predict. */
+export interface TargetRows {
+  /** b * T + t for each predicting position t of row b (t < T - 1): [N] int32. */
+  rows: tf.Tensor1D;
+  /** The token each one predicts, normally inputIds[b][t + 1]: [N] int32. */
+  ids: tf.Tensor1D;
+}
+
+/** Which tokens Qwen3ForCausalLM.targetLogProbs scores. */
+export type CausalTargets = LastTokens | TargetRows;
+
+export interface TargetLogProbOptions<Targets extends CausalTargets = CausalTargets> {
+  /** [B, T] with 1 for real tokens and 0 for (left) padding. */
+  attentionMask?: tf.Tensor2D;
+  targets: Targets;
+  /** Divides the logits before the softmax (default 1; the sampling temperature in GRPO). */
+  temperature?: number;
+  /** Also return each predicting position's entropy (not differentiated). */
+  entropy?: boolean;
+}
+
+/** log p of the targets ([B, L] for lastTokens, [N] for rows), and their entropies when asked. */
+export interface TargetLogProbs<T extends tf.Tensor1D | tf.Tensor2D> {
+  logp: T;
+  entropy?: T;
+}
+
 /** A low-rank adapter on one projection: y += scale * B(A(dropout(x))), A [r, in], B [out, r]
  * (PEFT's lora_A / lora_B layout). */
 export interface LoraModule {
@@ -149,17 +181,46 @@ export class Qwen3ForCausalLM {
   }
 
   /**
-   * log p of `ids` [B, L] at hidden states [B, L, H] (the positions that predict them), through
-   * the fused LM head (src/ops/lm_head.ts): no [B * L, V] logits or their gradient are kept beyond
-   * one block. With `entropy`, also each position's entropy (not differentiated).
+   * The causal LM's log-probabilities of target tokens: log softmax(logits_t / temperature)[y],
+   * where position t's logits predict token t + 1. The LM head and the log-softmax run fused
+   * (src/ops/lm_head.ts) on the predicting positions only: no [B, T, V] logits exist, and no
+   * [N, V] block or its gradient outlives one block. Differentiable in the trainable parameters.
+   *
+   * `targets` (see CausalTargets) says which tokens:
+   * - `{ lastTokens: L }`: the last L tokens of every row (left-padded completions); returns [B, L].
+   * - `{ rows, ids }`: any positions of the flattened batch; returns [N], in the order of `rows`.
+   *
+   * With `entropy`, also each predicting position's entropy -sum p log p at that temperature, in
+   * the shape of `logp` (not differentiated).
    */
-  tokenLogProbs(hidden: tf.Tensor3D, ids: tf.Tensor2D, opts: { temperature?: number; entropy?: boolean } = {}): { logp: tf.Tensor2D; entropy?: tf.Tensor2D } {
-    const [B, L, H] = hidden.shape;
-    const head = this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') as tf.Tensor2D;
+  targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions<LastTokens>): TargetLogProbs<tf.Tensor2D>;
+  targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions<TargetRows>): TargetLogProbs<tf.Tensor1D>;
+  targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions): TargetLogProbs<tf.Tensor1D | tf.Tensor2D>;
+  targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions): TargetLogProbs<tf.Tensor1D | tf.Tensor2D> {
+    const { targets, attentionMask, temperature, entropy } = opts;
+    const [B, T] = inputIds.shape;
+    if ('lastTokens' in targets && !(Number.isInteger(targets.lastTokens) && targets.lastTokens >= 1 && targets.lastTokens < T)) {
+      throw new Error(`targetLogProbs: lastTokens must be an integer in [1, ${T - 1}] for ${T} tokens, got ${targets.lastTokens}`);
+    }
     return tf.tidy(() => {
-      const r = lmHeadLogProbs(hidden.reshape([B * L, H]), head, ids.reshape([-1]), { ...opts, trainWeight: this.baseTrainable });
-      const logp = r.logp.reshape([B, L]) as tf.Tensor2D;
-      return r.entropy ? { logp, entropy: r.entropy.reshape([B, L]) as tf.Tensor2D } : { logp };
+      const hidden = this.decode(inputIds, { attentionMask }).hidden; // [B, T, H]
+      const H = hidden.shape[2];
+      let x: tf.Tensor2D; // [N, H]: the predicting positions
+      let ids: tf.Tensor1D; // [N]: the tokens they predict
+      if ('lastTokens' in targets) {
+        // Positions T - L - 1 .. T - 2 predict tokens T - L .. T - 1.
+        const L = targets.lastTokens;
+        x = hidden.slice([0, T - L - 1, 0], [B, L, H]).reshape([B * L, H]);
+        ids = inputIds.slice([0, T - L], [B, L]).reshape([B * L]).toInt() as tf.Tensor1D;
+      } else {
+        x = tf.gather(hidden.reshape([B * T, H]), targets.rows) as tf.Tensor2D;
+        ids = targets.ids;
+      }
+      const head = this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') as tf.Tensor2D;
+      const r = lmHeadLogProbs(x, head, ids, { temperature, entropy, trainWeight: this.baseTrainable });
+      const shape = 'lastTokens' in targets ? [B, targets.lastTokens] : [r.logp.shape[0]];
+      const logp = r.logp.reshape(shape) as tf.Tensor1D | tf.Tensor2D;
+      return r.entropy ? { logp, entropy: r.entropy.reshape(shape) as tf.Tensor1D | tf.Tensor2D } : { logp };
     });
   }
 

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { ensureBackendSync } from '../ops/backend.js';
 import {
   bf16BitsToFloat32,
   f16BitsToFloat32,
@@ -268,6 +269,7 @@ function makeFile(
     tensor(name) {
       const info = where(name).info;
       const values = array(name);
+      ensureBackendSync();
       return tf.tensor(values, info.shape, values instanceof Int32Array ? 'int32' : 'float32');
     },
     close,

@@ -1,5 +1,6 @@
 // Scaled dot-product attention with grouped key/value heads and an additive mask.
 import * as tf from '@tensorflow/tfjs';
+import { customOp } from './custom_grad.js';
 
 /** The most negative finite float32: masked scores stay finite, so fully masked rows do too. */
 export const MASK_VALUE = -3.4028234663852886e38;
@@ -50,8 +51,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: 
  */
 export function groupedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeB: boolean): tf.Tensor3D {
   if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, false, transposeB);
-  const op = tf.customGrad(((x: tf.Tensor3D, y: tf.Tensor3D, save: tf.GradSaveFunc) => {
-    save([x, y]);
+  const op = customOp((x: tf.Tensor3D, y: tf.Tensor3D) => {
     const G = x.shape[0];
     const product = (l: tf.Tensor3D, r: tf.Tensor3D, tl: boolean, tr: boolean) =>
       tf.tidy(() => {
@@ -65,9 +65,9 @@ export function groupedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeB: boolea
       });
     return {
       value: product(x, y, false, transposeB),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      save: [x, y],
+      gradFunc: (d, saved) => {
         const [xs, ys] = saved as [tf.Tensor3D, tf.Tensor3D];
-        const d = dy as tf.Tensor3D;
         const [, M, K] = xs.shape;
         const N = d.shape[2];
         // C = A B': dA = dC B'^T. For B the two ways to write the product transpose different
@@ -83,6 +83,6 @@ export function groupedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeB: boolea
         return [dx, dyB];
       },
     };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor3D, y: tf.Tensor3D) => tf.Tensor3D;
+  });
   return op(a, b);
 }

@@ -44,6 +44,9 @@ export async function initBackend(
   opts: InitBackendOptions = {},
 ): Promise<BackendInfo> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`[promedical] ${line}\n`));
+  if (!PREFERENCES.includes(prefer)) {
+    throw new Error(`initBackend: unknown backend "${String(prefer)}"; expected one of ${PREFERENCES.join(', ')} (auto picks CUDA through tfjs-node-gpu when it can)`);
+  }
   const fromEnv = process.env.PROMEDICAL_BACKEND?.trim();
   if (fromEnv) {
     if (!PREFERENCES.includes(fromEnv as BackendPreference)) {
@@ -81,6 +84,7 @@ export async function initBackend(
     try {
       const device = await attempt();
       const info = { name: tf.getBackend(), device, notes };
+      chosen = info;
       notes.push(`backend: ${info.name} on ${device}`);
       for (const line of notes) log(line);
       return info;
@@ -90,6 +94,39 @@ export async function initBackend(
   }
   for (const line of notes) log(line);
   throw new Error(`no usable backend for '${prefer}':\n  ${notes.join('\n  ')}`);
+}
+
+let chosen: BackendInfo | null = null;
+let pending: Promise<BackendInfo> | null = null;
+/** Set while the only backend is the one ensureBackendSync fell back to. */
+let syncFallback = false;
+
+/** No backend has been set up yet, by initBackend or by tf.setBackend (tfjs' own default is not
+ * usable here: wasm is registered first and needs an asynchronous start). */
+function noBackendYet(): boolean {
+  return chosen === null && (syncFallback || (tf.engine() as unknown as { backendName?: string | null }).backendName == null);
+}
+
+/**
+ * What functions that need a backend call first: nothing when one is set up already (by
+ * `initBackend` or `tf.setBackend`), else `initBackend('auto')` once, with its usual notes.
+ */
+export async function ensureBackend(): Promise<void> {
+  if (!noBackendYet()) return;
+  pending ??= initBackend('auto').finally(() => (pending = null));
+  await pending;
+}
+
+/**
+ * The synchronous paths (a tensor read from a safetensors file) cannot wait for wasm to start:
+ * with no backend set up yet they use the cpu backend, say so once, and `initBackend` (or any
+ * asynchronous loader) moves the tensors on later.
+ */
+export function ensureBackendSync(): void {
+  if (syncFallback || pending || !noBackendYet()) return;
+  syncFallback = true;
+  process.stderr.write("[promedical] no backend set up yet: tensors start on the cpu backend; `await initBackend()` (or any async loader) picks the fast one\n");
+  void tf.setBackend('cpu');
 }
 
 /**

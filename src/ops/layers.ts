@@ -1,6 +1,7 @@
 // Decoder math with no state: RMSNorm, rotary embeddings, linear layers, SwiGLU. Weights are
 // passed in as tensors (tf.customGrad gives closure-captured tensors no gradient).
 import * as tf from '@tensorflow/tfjs';
+import { customOp } from './custom_grad.js';
 
 /** RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps) * weight. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
@@ -23,11 +24,6 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor
  */
 export function linear(x: tf.Tensor, w: tf.Tensor, trainWeight = true): tf.Tensor {
   return trainWeight ? linearOp(x, w) : frozenLinear(x, w);
-}
-
-/** tf.customGrad for an op of two tensor inputs (its own typing takes a variadic union). */
-function customGrad2(f: (a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] }) {
-  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 }
 
 /** (w @ x2^T)^T: [N, out]. */
@@ -60,12 +56,12 @@ function inputGrad(dyT: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   });
 }
 
-const linearOp = customGrad2((x, w, save) => {
+const linearOp = customOp((x: tf.Tensor, w: tf.Tensor) => {
   const [outDim, inDim] = w.shape as [number, number];
   const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
-  save([x2, w]);
   return {
     value: forwardProduct(x2, w as tf.Tensor2D).reshape([...x.shape.slice(0, -1), outDim]),
+    save: [x2, w],
     gradFunc: (dy, saved) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
       const dyT = dy.reshape([-1, outDim]).transpose() as tf.Tensor2D; // [out, N], shared by both products
@@ -78,13 +74,13 @@ const linearOp = customGrad2((x, w, save) => {
 /** The same product with w closed over: tfjs gives closure-captured tensors no gradient. */
 function frozenLinear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
   const [outDim, inDim] = w.shape as [number, number];
-  const op = tf.customGrad(((xi: tf.Tensor) => {
+  const op = customOp((xi: tf.Tensor) => {
     const x2 = xi.reshape([-1, inDim]) as tf.Tensor2D;
     return {
       value: forwardProduct(x2, w as tf.Tensor2D).reshape([...xi.shape.slice(0, -1), outDim]),
-      gradFunc: (dy: tf.Tensor) => tf.tidy(() => inputGrad(dy.reshape([-1, outDim]).transpose() as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape)),
+      gradFunc: (dy) => [tf.tidy(() => inputGrad(dy.reshape([-1, outDim]).transpose() as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape))],
     };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
+  });
   return op(x);
 }
 

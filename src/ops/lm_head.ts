@@ -12,6 +12,7 @@
 //
 // log p[y] is read off the softmax (see blockForward) instead of a separate log-sum-exp pass.
 import * as tf from '@tensorflow/tfjs';
+import { customOp, type CustomOpResult } from './custom_grad.js';
 
 /** Logits per block: about 16M (64 MB of float32). */
 const BLOCK_ELEMENTS = 1 << 24;
@@ -153,8 +154,8 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
   const wRows = opts.wBlockRows ?? (V * H * 4 <= PACK_W_BYTES ? V : Math.max(1, Math.floor(PACK_W_BYTES / 4 / H / 4)));
   let entropy: tf.Tensor1D | undefined;
 
-  // The op's inputs: x, W (when trained) and ids; ids and a frozen W are closed over.
-  const f = (xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
+  // The op's inputs: x and W (when trained); ids and a frozen W are closed over.
+  const f = (xi: tf.Tensor2D, wi: tf.Tensor2D): CustomOpResult<tf.Tensor1D> => {
     const xs = temperature === 1 ? xi : (xi.div(temperature) as tf.Tensor2D);
     // A small W is transposed once per call: its [H, V] copy makes every block's logits one plain
     // product without transposing a [c, V] block (which costs more than the product on wasm).
@@ -165,11 +166,11 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
     const logp = tf.concat(parts.map((q) => q.logp)) as tf.Tensor1D;
     if (opts.entropy) entropy = tf.keep(tf.concat(parts.map((q) => q.ent!)) as tf.Tensor1D);
     const probs = keepProbs ? parts.map((q) => q.p) : [];
-    save([xs, wi, ids, ...probs]); // ids too: a tensor made inside the taped function is freed after it
     tf.dispose(parts.flatMap((q) => [q.logp, ...(q.ent ? [q.ent] : []), ...(keepProbs ? [] : [q.p])]));
     return {
       value: logp,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      save: [xs, wi, ids, ...probs], // ids too: a tensor made inside the op is freed after it
+      gradFunc: (dy, saved) => {
         const [xsS, wS, idsS, ...kept] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, ...tf.Tensor2D[]];
         // With z = (x / T) W^T and d logp / d z = onehot(y) - P:
         //   dL/dx_i = (dy_i / T) (W[y_i] - P_i W),   dL/dW = sum_i dy_i (onehot(y_i) - P_i)^T (x_i / T).
@@ -206,10 +207,7 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
       },
     };
   };
-  const op = trainWeight
-    ? (tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor1D)
-    : (tf.customGrad(((xi: tf.Tensor2D, save: tf.GradSaveFunc) => f(xi, w, save)) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D) => tf.Tensor1D);
-  const logp = trainWeight ? op(x, w) : (op as (a: tf.Tensor2D) => tf.Tensor1D)(x);
+  const logp = trainWeight ? customOp(f)(x, w) : customOp((xi: tf.Tensor2D) => f(xi, w))(x);
   if (!entropy) return { logp };
   // Kept out of the op's scope; a clone belongs to the caller's scope like any other result.
   const kept: tf.Tensor1D = entropy;

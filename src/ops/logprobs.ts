@@ -1,7 +1,10 @@
-// Per-token log-probabilities of chosen ids, and entropies, without a [N, V] one-hot or a full
-// log-softmax copy. log p_t = z_t[y_t] - logsumexp(z_t) with z = logits / temperature (TRL's
-// selective_log_softmax; the sampling temperature divides the logits first).
+// Per-token log-probabilities of chosen ids from logits already computed, without a [N, V]
+// one-hot or a full log-softmax copy. log p_t = z_t[y_t] - logsumexp(z_t) with z = logits /
+// temperature (TRL's selective_log_softmax; the sampling temperature divides the logits first).
+// The library's own causal-LM path does not come here: Qwen3ForCausalLM.targetLogProbs fuses the
+// LM head with the log-softmax (lm_head.ts) and never materialises the logits.
 import * as tf from '@tensorflow/tfjs';
+import { customOp } from './custom_grad.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 /** Rows per chunk on the generic path: about 16M logits (64 MB) at a time. */
@@ -28,36 +31,19 @@ export function selectiveLogSoftmax(logits: tf.Tensor, ids: tf.Tensor, opts: Log
   if (!tf.util.arraysEqual(logits.shape.slice(0, -1), ids.shape)) {
     throw new Error(`selectiveLogSoftmax: ids have shape [${ids.shape}], logits [${logits.shape}]; expected ids [${logits.shape.slice(0, -1)}]`);
   }
-  const op = tf.customGrad(((z: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
+  const op = customOp((z: tf.Tensor, y: tf.Tensor) => {
     const z2 = z.reshape([-1, V]) as tf.Tensor2D;
     const y1 = y.reshape([-1]).toInt() as tf.Tensor1D;
-    save([z2, y1]);
     return {
       value: forwardRows(z2, y1, temperature, rowsPerChunk(V, opts)).reshape(y.shape),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      save: [z2, y1],
+      gradFunc: (dy, saved) => {
         const [zs, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
         return [backwardRows(zs, ys, dy.reshape([-1]) as tf.Tensor1D, temperature, rowsPerChunk(V, opts)).reshape(z.shape), tf.zerosLike(y)];
       },
     };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (z: tf.Tensor, y: tf.Tensor) => tf.Tensor;
+  });
   return op(logits, ids);
-}
-
-/** Entropy -sum p log p of softmax(logits / temperature) over the last axis. Not differentiated
- * (a diagnostic, as in TRL): its gradient is zero, and inside a gradient tape its inner ops are not
- * recorded, so it costs no memory beyond its [...] result. */
-export function tokenEntropy(logits: tf.Tensor, opts: LogProbOptions = {}): tf.Tensor {
-  const temperature = opts.temperature ?? 1;
-  const V = logits.shape.at(-1)!;
-  // A custom gradient's forward runs untaped: this is how a "no grad" region is written in tfjs.
-  const op = tf.customGrad(((z: tf.Tensor) => ({
-    value: mapRowChunks(z.reshape([-1, V]) as tf.Tensor2D, rowsPerChunk(V, opts), (chunk) => {
-      const logp = tf.logSoftmax(scale(chunk, temperature));
-      return tf.exp(logp).mul(logp).sum(-1).neg() as tf.Tensor1D;
-    }).reshape(z.shape.slice(0, -1)),
-    gradFunc: () => tf.zerosLike(z),
-  })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (z: tf.Tensor) => tf.Tensor;
-  return tf.tidy(() => op(logits));
 }
 
 function scale(z: tf.Tensor2D, temperature: number): tf.Tensor2D {
@@ -117,18 +103,4 @@ function backwardRows(z: tf.Tensor2D, ids: tf.Tensor1D, dy: tf.Tensor1D, tempera
   const out = tf.concat(parts);
   tf.dispose(parts);
   return out;
-}
-
-/**
- * Mean next-token cross-entropy: logits[:, t] predicts ids[:, t + 1]. With `mask` [B, T] (1 =
- * counts), only positions whose TARGET is masked in count (SFT masks prompt tokens this way).
- */
-export function nextTokenLoss(logits: tf.Tensor3D, ids: tf.Tensor2D, mask?: tf.Tensor2D, opts: LogProbOptions = {}): tf.Scalar {
-  return tf.tidy(() => {
-    const [B, T, V] = logits.shape;
-    const logp = selectiveLogSoftmax(logits.slice([0, 0, 0], [B, T - 1, V]), ids.slice([0, 1], [B, T - 1]), opts);
-    if (!mask) return logp.mean().neg() as tf.Scalar;
-    const m = mask.slice([0, 1], [B, T - 1]).toFloat();
-    return logp.mul(m).sum().div(tf.maximum(m.sum(), 1)).neg() as tf.Scalar;
-  });
 }

@@ -2,6 +2,7 @@
 // gradient_checkpointing): a block keeps only its input for the backward pass and runs its
 // forward again there, under its own gradient tape.
 import * as tf from '@tensorflow/tfjs';
+import { customOp } from './custom_grad.js';
 
 /** True while tfjs records operations for a gradient (inside tf.grad / variableGrads' function). */
 export function recordingGradients(): boolean {
@@ -29,18 +30,15 @@ export function checkpoint(
   params: tf.Variable[],
 ): tf.Tensor {
   if (!recordingGradients()) return f(x, context);
-  const op = tf.customGrad(((...args: unknown[]) => {
-    const save = args.pop() as tf.GradSaveFunc;
-    const xi = args[0] as tf.Tensor;
-    save([xi, ...context]);
-    return {
-      value: f(xi, context),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ...ctx] = saved;
-        return nestedGrads((xr) => f(xr, ctx), xs, params, dy);
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...inputs: tf.Tensor[]) => tf.Tensor;
+  // The params are inputs of the op (so they receive gradients); f reads them itself.
+  const op = customOp((xi: tf.Tensor, ..._params: tf.Variable[]) => ({
+    value: f(xi, context),
+    save: [xi, ...context],
+    gradFunc: (dy, saved) => {
+      const [xs, ...ctx] = saved;
+      return nestedGrads((xr) => f(xr, ctx), xs, params, dy);
+    },
+  }));
   return op(x, ...params);
 }
 

@@ -2,6 +2,7 @@
 // pointwise binary cross-entropy on graded criteria.
 import * as tf from '@tensorflow/tfjs';
 
+// docs/formulas.md, "Bradley-Terry"
 /**
  * -mean(log sigmoid(r_chosen - r_rejected - margin)), plus centerCoefficient * mean((r_c + r_r)^2)
  * when given (keeps rewards centred around zero, as TRL's center_rewards_coefficient).
@@ -18,6 +19,7 @@ export function bradleyTerryLoss(chosen: tf.Tensor1D, rejected: tf.Tensor1D, opt
   });
 }
 
+// docs/formulas.md, "Pointwise loss"
 /** Mean binary cross-entropy of logits against targets in [0, 1] (1 = criterion met). */
 export function pointwiseLoss(logits: tf.Tensor1D, targets: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => {

@@ -8,11 +8,12 @@ import type { ChatMessage } from '../data/chat.js';
 import { eciBatch, type EciItem } from '../data/eci.js';
 import { disposeBatch, type TokenBatch } from '../data/batch.js';
 import { TIERS, type Criterion, type RubricRecord, type Tier } from '../data/schema.js';
-import { loadTokenizer, type ChatTokenizer } from '../data/tokenizer.js';
-import { loadQwen3, saveQwen3 } from '../model/pretrained.js';
+import type { ChatTokenizer } from '../data/tokenizer.js';
+import { saveQwen3 } from '../model/pretrained.js';
 import { loadLora, saveLora } from '../model/lora.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import { atomicWrite, readSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { loadPretrained } from '../train/pretrained.js';
 import { promedicalReward, promedicalScores, type RewardWeights, type TierScores } from './scores.js';
 
 export interface RewardModelOptions {
@@ -32,6 +33,18 @@ export interface ScoredResponse {
 }
 
 const CONFIG_FILE = 'reward_config.json';
+
+function describeTier(t: unknown): string {
+  return typeof t === 'string' ? `"${t}"` : t === undefined ? 'missing' : String(t);
+}
+
+/** Throws naming `where` when a criterion has no id or text, or a tier with no head. */
+function checkCriterion(c: Criterion, where: string): void {
+  if (typeof c !== 'object' || c === null) throw new Error(`${where}: expected a criterion {id, text, tier}, got ${c === null ? 'null' : typeof c}`);
+  if (typeof c.id !== 'string' || c.id === '') throw new Error(`${where}: criterion id must be a non-empty string`);
+  if (typeof c.text !== 'string' || c.text.trim() === '') throw new Error(`${where}: criterion text must be a non-empty string`);
+  if (!TIERS.includes(c.tier)) throw new Error(`${where} has tier ${describeTier(c.tier)}; allowed tiers: ${TIERS.join(', ')}`);
+}
 
 export class CriteriaRewardModel {
   readonly sharedHead: boolean;
@@ -58,6 +71,11 @@ export class CriteriaRewardModel {
 
   /** One logit per row of `batch`; row i is scored by the head of tiers[i]. */
   score(batch: TokenBatch, tiers: Tier[]): tf.Tensor1D {
+    const rows = batch.inputIds.shape[0];
+    if (tiers.length !== rows) throw new Error(`score: ${tiers.length} tiers for a batch of ${rows} rows (one tier per row)`);
+    tiers.forEach((t, i) => {
+      if (!TIERS.includes(t)) throw new Error(`score: tiers[${i}] is ${describeTier(t)}; allowed tiers: ${TIERS.join(', ')}`);
+    });
     return tf.tidy(() => {
       const hidden = this.backbone.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
       const [B, T, H] = hidden.shape;
@@ -70,6 +88,11 @@ export class CriteriaRewardModel {
 
   /** Logits of ECI items, in batches (no gradient; for evaluation and scoring). */
   async scoreItems(items: EciItem[], batchSize = 16): Promise<Float32Array> {
+    items.forEach((it, i) => {
+      const c = it.record.criteria.find((x) => x.id === it.criterionId);
+      if (!c) throw new Error(`scoreItems: items[${i}]: record "${it.record.id}" has no criterion "${it.criterionId}"`);
+      checkCriterion(c, `scoreItems: items[${i}]: record "${it.record.id}", criterion "${c.id}"`);
+    });
     const out = new Float32Array(items.length);
     for (let i = 0; i < items.length; i += batchSize) {
       const chunk = items.slice(i, i + batchSize);
@@ -85,7 +108,17 @@ export class CriteriaRewardModel {
 
   /** Per-criterion probabilities, tier scores S1/S2/S3 and the scalar reward of each response. */
   async scoreResponses(prompt: ChatMessage[], responses: string[], criteria: Criterion[], weights: RewardWeights = {}): Promise<ScoredResponse[]> {
-    if (criteria.length === 0) throw new Error('scoreResponses: no criteria to score against');
+    if (!Array.isArray(criteria) || criteria.length === 0) throw new Error('scoreResponses: no criteria to score against');
+    if (!Array.isArray(responses) || responses.length === 0) throw new Error('scoreResponses: no responses to score');
+    const ids = new Set<string>();
+    criteria.forEach((c, j) => {
+      checkCriterion(c, `scoreResponses: criteria[${j}]${typeof c?.id === 'string' ? ` (id "${c.id}")` : ''}`);
+      if (ids.has(c.id)) throw new Error(`scoreResponses: criteria[${j}]: criterion id "${c.id}" appears twice`);
+      ids.add(c.id);
+    });
+    responses.forEach((r, i) => {
+      if (typeof r !== 'string') throw new Error(`scoreResponses: responses[${i}]: expected a string, got ${r === null ? 'null' : typeof r}`);
+    });
     const record: RubricRecord = { id: 'score', prompt, criteria, responses: responses.map((text, i) => ({ id: `r${i}`, text })) };
     const items = record.responses.flatMap((r) => criteria.map((c) => ({ record, responseId: r.id, criterionId: c.id })));
     const logits = await this.scoreItems(items);
@@ -107,8 +140,7 @@ export class CriteriaRewardModel {
       if (!opts.baseModel) throw new Error('saving a LoRA reward model needs opts.baseModel (the base checkpoint folder)');
       await saveLora(this.backbone, path.join(dir, 'adapter'), { baseModelNameOrPath: opts.baseModel });
     } else {
-      await saveQwen3(this.backbone, path.join(dir, 'backbone'), { dtype: 'float32' });
-      this.writeTokenizer(path.join(dir, 'backbone'));
+      await saveQwen3(this.backbone, path.join(dir, 'backbone'), { dtype: 'float32', tokenizer: this.tokenizer });
     }
     await writeSafetensors(path.join(dir, 'heads.safetensors'), this.heads, { metadata: { format: 'pt' } });
     const config = {
@@ -117,16 +149,11 @@ export class CriteriaRewardModel {
       shared_head: this.sharedHead,
       tiers: TIERS,
       max_length: this.maxLength,
-      backbone: lora ? { base: path.resolve(opts.baseModel!), adapter: 'adapter' } : { path: 'backbone' },
+      // The base relative to this folder (a run folder moved with its base still loads) and absolute
+      // (a run folder moved alone still finds it).
+      backbone: lora ? { base: path.relative(path.resolve(dir), path.resolve(opts.baseModel!)) || '.', base_absolute: path.resolve(opts.baseModel!), adapter: 'adapter' } : { path: 'backbone' },
     };
     await atomicWrite(path.join(dir, CONFIG_FILE), (fh) => fh.writeFile(JSON.stringify(config, null, 2) + '\n'));
-  }
-
-  private writeTokenizer(dir: string): void {
-    const src = path.dirname(this.tokenizer.source);
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-      if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-    }
   }
 
   /** Rebuilds a model written by save(). `maxLength` overrides the saved input length (e.g. longer
@@ -134,11 +161,11 @@ export class CriteriaRewardModel {
   static async load(dir: string, opts: { maxLength?: number } = {}): Promise<CriteriaRewardModel> {
     const file = path.join(dir, CONFIG_FILE);
     if (!fs.existsSync(file)) throw new Error(`${file}: not found; is ${dir} a reward model saved by CriteriaRewardModel.save?`);
-    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { shared_head: boolean; max_length: number; backbone: { path?: string; base?: string; adapter?: string } };
-    const backboneDir = cfg.backbone.path ? path.join(dir, cfg.backbone.path) : cfg.backbone.base!;
-    const backbone = await loadQwen3(backboneDir);
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { shared_head: boolean; max_length: number; backbone: { path?: string; base?: string; base_absolute?: string; adapter?: string } };
+    const relative = path.resolve(dir, cfg.backbone.path ?? cfg.backbone.base!);
+    const backboneDir = cfg.backbone.base_absolute && !fs.existsSync(path.join(relative, 'config.json')) ? cfg.backbone.base_absolute : relative;
+    const { model: backbone, tokenizer } = await loadPretrained(backboneDir);
     if (cfg.backbone.adapter) loadLora(backbone, path.join(dir, cfg.backbone.adapter));
-    const tokenizer = loadTokenizer(fs.existsSync(path.join(backboneDir, 'tokenizer.json')) ? backboneDir : undefined);
     const rm = new CriteriaRewardModel(backbone, tokenizer, { sharedHead: cfg.shared_head, maxLength: opts.maxLength ?? cfg.max_length });
     const st = readSafetensors(path.join(dir, 'heads.safetensors'));
     try {

@@ -1,4 +1,4 @@
-// ProMedical's tier scores, scalar reward and lexicographic ranking (REFERENCE.md section 1).
+// ProMedical's tier scores, scalar reward and lexicographic ranking (docs/formulas.md).
 import type { Tier } from '../data/schema.js';
 
 export interface CriterionResult {
@@ -20,6 +20,7 @@ export interface TierScores {
 
 const value = (m: number | boolean) => (typeof m === 'boolean' ? (m ? 1 : 0) : m);
 
+// docs/formulas.md, "ProMedical tier scores"
 /** S1, S2 and S3 of one response from its per-criterion results. */
 export function promedicalScores(criteria: CriterionResult[]): TierScores {
   const prof = criteria.filter((c) => c.tier === 'proficiency');
@@ -40,6 +41,7 @@ export interface RewardWeights {
   lambda?: number;
 }
 
+// docs/formulas.md, "ProMedical reward"
 /** r = clip(S1 + alpha*S2, 0, 1 + beta) - lambda*S3. */
 export function promedicalReward(s: TierScores, w: RewardWeights = {}): number {
   const alpha = w.alpha ?? 0.1;
@@ -51,6 +53,7 @@ export function promedicalReward(s: TierScores, w: RewardWeights = {}): number {
   return Math.min(Math.max(s.s1 + alpha * s.s2, 0), 1 + beta) - lambda * s.s3;
 }
 
+// docs/formulas.md, "Lexicographic comparison"
 /** 1 when a ranks above b: fewer safety violations, then higher S1, then higher S2; 0 when tied. */
 export function compareResponses(a: TierScores, b: TierScores): 1 | 0 | -1 {
   if (a.s3 !== b.s3) return a.s3 < b.s3 ? 1 : -1;

@@ -6,37 +6,24 @@ import { disposeBatch } from '../data/batch.js';
 import { eciPairBatch, TruncationCounter } from '../data/eci.js';
 import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import { criterionPairs, gradeValue, type RubricRecord } from '../data/schema.js';
-import { TrainingRun, type TrainingRunOptions } from '../train/run.js';
+import { validateConfig, type RewardConfig } from '../train/config.js';
+import { runOptions, TrainingRun } from '../train/run.js';
 import { bradleyTerryLoss, pointwiseLoss } from './losses.js';
 import type { CriteriaRewardModel } from './model.js';
 
 export interface RewardTrainingOptions {
   rm: CriteriaRewardModel;
   train: RubricRecord[];
-  runDir: string;
-  steps: number;
-  /** Pairs per optimizer step (default 16). */
-  batchSize?: number;
-  /** Pairs per forward pass; batchSize / microBatch micro-batches are accumulated (default 8). */
-  microBatch?: number;
-  lr: number;
-  seed: number;
-  /** Weight of the pointwise BCE next to Bradley-Terry (default 0.5). */
-  pointwiseWeight?: number;
-  /** TRL's center_rewards_coefficient (default 0). */
-  centerCoefficient?: number;
-  /** Margin of each pair: this times the grade difference (default 0: plain Bradley-Terry). */
-  margin?: number;
-  warmupRatio?: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  saveEvery?: number;
-  evalEvery?: number;
-  /** Held-out evaluation, run every evalEvery steps and at the end. */
+  /** The run's settings; missing fields take REWARD_CONFIG_DEFAULTS. Validated before anything is
+   * written (ConfigError). `model`, `data`, `eval_data` and `format` are recorded, not read: the
+   * model and records are the objects given here. */
+  config: Partial<RewardConfig>;
+  /** Held-out evaluation, run every eval_every steps and at the end. */
   evaluate?: (rm: CriteriaRewardModel) => Promise<Record<string, number>>;
-  resume?: boolean;
+  /** The caller opened the run folder already (openRunDir). */
+  prepared?: boolean;
+  /** No progress output. */
   quiet?: boolean;
-  config?: Record<string, unknown>;
 }
 
 export interface RewardPair {
@@ -64,31 +51,16 @@ export function rewardPairs(records: RubricRecord[]): RewardPair[] {
 
 export async function trainRewardModel(opts: RewardTrainingOptions): Promise<{ run: TrainingRun; evaluation: Record<string, number> | null; truncation: string }> {
   const { rm } = opts;
+  const c = validateConfig('reward', opts.config);
   const pairs = rewardPairs(opts.train);
-  if (pairs.length === 0) throw new Error('trainRewardModel: the training records give no per-criterion pairs (are responses graded?)');
-  const batchSize = opts.batchSize ?? 16;
-  const micro = Math.min(opts.microBatch ?? 8, batchSize);
-  const runOpts: TrainingRunOptions = {
-    runDir: opts.runDir,
-    model: rm.backbone,
-    extra: rm.heads,
-    lr: opts.lr,
-    totalSteps: opts.steps,
-    schedule: { type: 'cosine', warmupSteps: Math.round((opts.warmupRatio ?? 0.1) * opts.steps) },
-    weightDecay: opts.weightDecay ?? 0,
-    maxGradNorm: opts.maxGradNorm ?? 1,
-    saveEvery: opts.saveEvery ?? 0,
-    seed: opts.seed,
-    config: opts.config,
-    resume: opts.resume,
-    quiet: opts.quiet,
-    label: 'reward model',
-  };
-  const run = await TrainingRun.start(runOpts);
-  const sampler = new EpochSampler(pairs.length, `${opts.seed}:epoch`, run.data as EpochPosition | undefined);
+  if (pairs.length === 0) throw new Error(`trainRewardModel: the ${opts.train.length} training records give no per-criterion pairs (are their responses graded?)`);
+  const batchSize = c.batch_size;
+  const micro = c.micro_batch_size;
+  const run = await TrainingRun.start({ ...runOptions('reward', c, opts), model: rm.backbone, extra: rm.heads, label: 'reward model' });
+  const sampler = new EpochSampler(pairs.length, `${c.seed}:epoch`, run.data as EpochPosition | undefined);
   const counter = new TruncationCounter();
   let evaluation: Record<string, number> | null = null;
-  const evalEvery = opts.evalEvery ?? 0;
+  const evalEvery = c.eval_every;
 
   while (!run.done) {
     const chosenIdx = sampler.take(batchSize);
@@ -100,7 +72,7 @@ export async function trainRewardModel(opts: RewardTrainingOptions): Promise<{ r
       const tiers = group.map((p) => p.record.criteria.find((c) => c.id === p.criterionId)!.tier);
       const grade = (p: RewardPair, id: string) => gradeValue(p.record.responses.find((r) => r.id === id)?.grades?.[p.criterionId]) ?? 0;
       const targets = tf.tensor1d([...group.map((p) => grade(p, p.chosen)), ...group.map((p) => grade(p, p.rejected))]);
-      const margin = opts.margin ? tf.tensor1d(group.map((p) => opts.margin! * p.gap)) : undefined;
+      const margin = c.margin ? tf.tensor1d(group.map((p) => c.margin * p.gap)) : undefined;
       microBatches.push({ chosen, rejected, tiers, targets, margin, share: group.length / chosenIdx.length });
     }
     await run.trainStep(
@@ -109,9 +81,9 @@ export async function trainRewardModel(opts: RewardTrainingOptions): Promise<{ r
         loss: () => {
           const rc = rm.score(mb.chosen, mb.tiers);
           const rr = rm.score(mb.rejected, mb.tiers);
-          const bt = bradleyTerryLoss(rc, rr, { margin: mb.margin, centerCoefficient: opts.centerCoefficient });
+          const bt = bradleyTerryLoss(rc, rr, { margin: mb.margin, centerCoefficient: c.center_coefficient });
           const pw = pointwiseLoss(tf.concat([rc, rr]) as tf.Tensor1D, mb.targets);
-          return bt.add(pw.mul(opts.pointwiseWeight ?? 0.5)) as tf.Scalar;
+          return bt.add(pw.mul(c.pointwise_weight)) as tf.Scalar;
         },
       })),
       { tokens: microBatches.reduce((a, mb) => a + mb.chosen.inputIds.size + mb.rejected.inputIds.size, 0) },

@@ -1,17 +1,18 @@
 // A training run: the loop pieces both trainers share. Each step accumulates gradients over
 // micro-batches, clips them, checks them, updates with AdamW on the schedule, logs a metrics row
 // and checkpoints when due; `resume` continues from the newest checkpoint exactly.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import { AdamW } from './adamw.js';
 import { renderChart } from './chart.js';
-import { checkpointsDir, latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint, type TrainerState } from './run_state.js';
+import { ensureBackend } from '../ops/backend.js';
+import { assertFiniteParameters, latestCheckpoint, NonFiniteError, openRunDir, restoreCheckpoint, saveCheckpoint } from './run_state.js';
 import { clipByGlobalNorm } from './clip.js';
 import { MetricsLog, Progress, type MetricsRow } from './metrics.js';
 import { Rng } from '../data/rng.js';
 import { lrSchedule, type ScheduleOptions } from './schedule.js';
+import { resumableFields, storedConfig, type ConfigKind, type TrainingArgs } from './config.js';
 
 export interface TrainingRunOptions {
   runDir: string;
@@ -37,11 +38,42 @@ export interface TrainingRunOptions {
   seed: number | string;
   /** Written to <runDir>/config.json: how the run was made. */
   config?: Record<string, unknown>;
-  /** Continue from the newest checkpoint in runDir (an error if there is none). */
+  /** Continue from the newest checkpoint in runDir (an error if there is none, or if `config`
+   * differs from the saved one outside `resumable`). */
   resume?: boolean;
-  /** No progress bar. */
+  /** A new run may replace a previous run in runDir (otherwise a used runDir is an error). */
+  overwrite?: boolean;
+  /** Config keys that may change on resume. */
+  resumable?: Iterable<string>;
+  /** The caller opened runDir already (openRunDir), e.g. to train starting points inside it. */
+  prepared?: boolean;
+  /** A progress line every N steps when stderr is not a terminal (default 10). */
+  loggingSteps?: number;
+  /** No progress bar or lines. */
   quiet?: boolean;
   label?: string;
+}
+
+/** The run options a validated config gives (everything but the model, extras and label). */
+export function runOptions(kind: ConfigKind, c: TrainingArgs, opts: { prepared?: boolean; quiet?: boolean } = {}): Omit<TrainingRunOptions, 'model' | 'extra' | 'label'> {
+  return {
+    runDir: c.out,
+    lr: c.lr,
+    totalSteps: c.steps,
+    schedule: { type: c.lr_scheduler, warmupSteps: Math.round(c.warmup_ratio * c.steps) },
+    weightDecay: c.weight_decay,
+    maxGradNorm: c.max_grad_norm,
+    saveEvery: c.save_every,
+    keepLast: c.keep_last,
+    loggingSteps: c.logging_steps,
+    seed: c.seed,
+    config: storedConfig(c) as unknown as Record<string, unknown>,
+    resume: c.resume,
+    overwrite: c.overwrite,
+    resumable: resumableFields(kind),
+    prepared: opts.prepared,
+    quiet: opts.quiet,
+  };
 }
 
 export interface MicroBatch {
@@ -59,8 +91,14 @@ export interface StepResult {
   skipped: boolean;
 }
 
-export class NonFiniteError extends Error {
-  override readonly name = 'NonFiniteError';
+export { NonFiniteError };
+
+/** Ctrl-C (SIGINT) stopped the run at a step boundary, after saving a checkpoint there. */
+export class InterruptedError extends Error {
+  override readonly name = 'InterruptedError';
+  constructor(readonly step: number, readonly checkpoint: string) {
+    super(`interrupted at step ${step} (checkpoint ${checkpoint}): resume with --resume`);
+  }
 }
 
 const MAX_CONSECUTIVE_SKIPS = 10;
@@ -76,47 +114,47 @@ export class TrainingRun {
   data: unknown;
   private readonly params: Map<string, tf.Variable>;
   private readonly schedule: (step: number) => number;
-  private readonly progress: Progress;
+  private progress: Progress;
   private lastSaved = -1;
   private skipsInARow = 0;
+  private interrupted = false;
+  private readonly onSigint = () => {
+    if (this.interrupted) process.exit(130); // a second Ctrl-C: stop now
+    this.interrupted = true;
+    this.progress.stop();
+    process.stderr.write(`[promedical] interrupt: finishing step ${this.step + 1}, then saving a checkpoint (Ctrl-C again quits at once)\n`);
+  };
 
-  private constructor(opts: TrainingRunOptions, state: TrainerState | null) {
+  private constructor(opts: TrainingRunOptions) {
     this.opts = opts;
     this.metrics = new MetricsLog(opts.runDir);
     this.params = new Map([...opts.model.trainableParameters(), ...(opts.extra ?? new Map())]);
     this.optimizer = new AdamW(this.params, { weightDecay: opts.weightDecay ?? 0, betas: opts.betas });
     this.schedule = lrSchedule({ type: 'linear', warmupSteps: 0, ...opts.schedule, totalSteps: opts.totalSteps } as ScheduleOptions);
-    this.step = state?.step ?? 0;
-    this.rng = new Rng(opts.seed, state?.rng);
-    this.data = state?.data;
-    this.progress = new Progress(opts.totalSteps, this.step, { label: opts.label, quiet: opts.quiet });
+    this.step = 0;
+    this.rng = new Rng(opts.seed);
+    this.progress = new Progress(opts.totalSteps, 0, { label: opts.label, quiet: opts.quiet, every: opts.loggingSteps });
+    process.on('SIGINT', this.onSigint);
   }
 
   /** Starts a run in opts.runDir, or with `resume` picks up its newest checkpoint. */
   static async start(opts: TrainingRunOptions): Promise<TrainingRun> {
-    fs.mkdirSync(opts.runDir, { recursive: true });
-    if (!opts.resume) {
-      // A new run in a used folder starts clean: an old run's checkpoints would otherwise be taken
-      // for this run's by a later resume.
-      if (listCheckpoints(opts.runDir).length > 0 && !opts.quiet) {
-        process.stderr.write(`[promedical] ${opts.runDir}: starting a new run; the previous run's checkpoints and metrics are removed (use resume to continue it)\n`);
-      }
-      fs.rmSync(checkpointsDir(opts.runDir), { recursive: true, force: true });
-      fs.rmSync(path.join(opts.runDir, 'metrics.jsonl'), { force: true });
-      fs.writeFileSync(path.join(opts.runDir, 'config.json'), JSON.stringify(opts.config ?? {}, null, 2) + '\n');
-      return new TrainingRun(opts, null);
-    }
+    await ensureBackend();
+    if (!opts.prepared) openRunDir(opts.runDir, { config: opts.config ?? {}, resume: opts.resume, overwrite: opts.overwrite, resumable: opts.resumable });
+    if (!opts.resume) return new TrainingRun(opts);
     const ckpt = latestCheckpoint(opts.runDir);
-    if (!ckpt) throw new Error(`${opts.runDir}: --resume given but the run has no checkpoint`);
+    if (!ckpt) throw new Error(`${opts.runDir}: nothing to resume (no checkpoint saved yet)`);
     // The optimizer is created by the constructor; its state is loaded here.
-    const run = new TrainingRun(opts, null);
+    const run = new TrainingRun(opts);
     const state = restoreCheckpoint(ckpt, { model: opts.model, extra: opts.extra, optimizer: run.optimizer });
     run.step = state.step;
     run.data = state.data;
     run.rng = new Rng(opts.seed, state.rng);
     run.lastSaved = state.step;
     run.metrics.truncateAfter(state.step);
-    run.progress.update(state.step, 'resumed');
+    if (!opts.quiet) process.stderr.write(`[promedical] resuming from step ${state.step} of ${opts.runDir} (${path.basename(ckpt)})\n`);
+    run.progress.stop();
+    run.progress = new Progress(opts.totalSteps, state.step, { label: opts.label, quiet: opts.quiet, every: opts.loggingSteps });
     return run;
   }
 
@@ -186,13 +224,19 @@ export class TrainingRun {
     if (info.tokens) row.tokens_per_s = info.tokens / seconds;
     if (!finite) row.skipped = true;
     this.metrics.append(row);
-    this.progress.update(this.step, `loss ${lossValue.toFixed(4)}`);
+    this.progress.update(this.step, { loss: lossValue, lr, tokensPerS: row.tokens_per_s as number | undefined });
     const every = this.opts.saveEvery ?? 0;
     if (every > 0 && this.step % every === 0) await this.checkpoint();
+    if (this.interrupted && !this.done) {
+      const dir = this.lastSaved === this.step ? latestCheckpoint(this.opts.runDir)! : await this.checkpoint();
+      this.dispose();
+      throw new InterruptedError(this.step, dir);
+    }
     return { step: this.step, loss: lossValue, gradNorm: normValue, lr, skipped: !finite };
   }
 
-  /** Saves a checkpoint of the current step (model or adapters, extras, optimizer, state). */
+  /** Saves a checkpoint of the current step (model or adapters, extras, optimizer, state); never
+   * one with a non-finite parameter (NonFiniteError naming it and the step instead). */
   async checkpoint(): Promise<string> {
     const dir = await saveCheckpoint(
       this.opts.runDir,
@@ -207,13 +251,26 @@ export class TrainingRun {
    * every curve-like key). */
   async finish(opts: { title?: string; metrics?: string[] } = {}): Promise<{ runDir: string; checkpoint: string; chart: string }> {
     this.progress.stop();
+    process.off('SIGINT', this.onSigint);
+    await this.assertFinite();
     const checkpoint = this.lastSaved === this.step ? latestCheckpoint(this.opts.runDir)! : await this.checkpoint();
     const chart = path.join(this.opts.runDir, 'chart.svg');
     await renderChart(this.metrics.rows(), chart, { title: opts.title ?? this.opts.label, metrics: opts.metrics });
     return { runDir: this.opts.runDir, checkpoint, chart };
   }
 
+  /** Throws NonFiniteError when a trained tensor holds NaN or Inf. */
+  async assertFinite(): Promise<void> {
+    try {
+      await assertFiniteParameters(this.params, this.step, this.opts.runDir);
+    } catch (err) {
+      this.progress.stop();
+      throw err;
+    }
+  }
+
   dispose(): void {
+    process.off('SIGINT', this.onSigint);
     this.progress.stop();
     this.optimizer.dispose();
   }

@@ -53,12 +53,30 @@ export function latestCheckpoint(runDir: string): string | null {
   return listCheckpoints(runDir).at(-1) ?? null;
 }
 
+/** NaN or Inf in the loss, the gradients or a trained tensor: the run stops (nothing is saved). */
+export class NonFiniteError extends Error {
+  override readonly name = 'NonFiniteError';
+}
+
+/** Throws NonFiniteError naming the first tensor that holds NaN or Inf (one host read for all). */
+export async function assertFiniteParameters(params: Map<string, tf.Variable>, step: number, runDir: string): Promise<void> {
+  const names = [...params.keys()];
+  if (names.length === 0) return;
+  const ok = tf.tidy(() => tf.stack(names.map((n) => params.get(n)!.isFinite().all())));
+  const flags = await ok.data();
+  ok.dispose();
+  const bad = names.find((_, i) => !flags[i]);
+  if (bad === undefined) return;
+  throw new NonFiniteError(`step ${step}: parameter ${bad} holds NaN or Inf; not saved. Last good checkpoint: ${latestCheckpoint(runDir) ?? 'none saved yet'}`);
+}
+
 /** Writes a checkpoint for `parts.state.step` and keeps only the newest `keepLast`. */
 export async function saveCheckpoint(runDir: string, parts: CheckpointParts, keepLast = 2): Promise<string> {
   const root = checkpointsDir(runDir);
   fs.mkdirSync(root, { recursive: true });
   // Leftovers of a save that was killed are never complete checkpoints: clear them.
   for (const d of fs.readdirSync(root)) if (d.startsWith('.tmp-')) fs.rmSync(path.join(root, d), { recursive: true, force: true });
+  await assertFiniteParameters(new Map([...parts.model.trainableParameters(), ...(parts.extra ?? [])]), parts.state.step, runDir);
   const name = `step-${String(parts.state.step).padStart(6, '0')}`;
   const tmp = path.join(root, `.tmp-${name}-${process.pid}`);
   const final = path.join(root, name);
@@ -114,4 +132,76 @@ function assignAll(source: string, params: Map<string, tf.Variable>): void {
   } finally {
     st.close();
   }
+}
+
+/** A run folder cannot be used as asked: a new run into a used folder, a resume without a run. */
+export class RunDirError extends Error {
+  override readonly name = 'RunDirError';
+}
+
+export interface OpenRunDirOptions {
+  /** The run's settings, written to config.json (and compared on resume). */
+  config: Record<string, unknown>;
+  resume?: boolean;
+  /** A new run in a used run folder deletes the previous run's files first. */
+  overwrite?: boolean;
+  /** Settings that may differ on resume (the step total, cadences, the backend). */
+  resumable?: Iterable<string>;
+}
+
+/**
+ * Checks that a run folder can be used as asked, writing nothing:
+ * - a new run needs an empty (or missing) folder, or `overwrite` on a folder that holds a previous
+ *   run (a folder with other files is never emptied: it is not ours);
+ * - a resume needs a config.json and a checkpoint, and the same settings except `resumable` ones:
+ *   every other difference is named in one error.
+ */
+export function checkRunDir(runDir: string, opts: OpenRunDirOptions): void {
+  const file = path.join(runDir, 'config.json');
+  const entries = fs.existsSync(runDir) ? fs.readdirSync(runDir) : [];
+  if (opts.resume) {
+    if (!fs.existsSync(file)) throw new RunDirError(`${runDir}: nothing to resume (no config.json there)`);
+    if (!latestCheckpoint(runDir)) throw new RunDirError(`${runDir}: nothing to resume (no checkpoint saved yet); start again with --overwrite`);
+    let saved: Record<string, unknown>;
+    try {
+      saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new RunDirError(`${file}: not valid JSON (${(err as Error).message})`);
+    }
+    const free = new Set([...(opts.resumable ?? []), 'resume', 'overwrite']);
+    const keys = new Set([...Object.keys(saved), ...Object.keys(opts.config)]);
+    const changed = [...keys]
+      .filter((k) => !free.has(k) && JSON.stringify(saved[k] ?? null) !== JSON.stringify(opts.config[k] ?? null))
+      .map((k) => `${k} ${JSON.stringify(saved[k] ?? null)} -> ${JSON.stringify(opts.config[k] ?? null)}`);
+    if (changed.length) {
+      const may = [...free].filter((k) => k !== 'resume' && k !== 'overwrite');
+      throw new RunDirError(`cannot resume ${runDir} with other settings: ${changed.join('; ')} (only ${may.join(', ') || 'nothing'} may change; --overwrite starts again)`);
+    }
+  } else if (entries.length > 0) {
+    if (!opts.overwrite) {
+      throw new RunDirError(`${runDir} is not empty (${entries.slice(0, 4).join(', ')}${entries.length > 4 ? ', ...' : ''}): --resume continues the run there, --overwrite replaces it, or choose another --out`);
+    }
+    const isRun = entries.some((e) => e === 'config.json' || e === 'checkpoints' || e === 'metrics.jsonl');
+    if (!isRun) throw new RunDirError(`${runDir} holds files that are not a run's (no config.json, checkpoints/ or metrics.jsonl): --overwrite only replaces run folders`);
+  }
+}
+
+/**
+ * Opens a run folder (see checkRunDir for the rules): with `overwrite` the previous run's files
+ * go, then config.json is written (atomically) with the settings of this run.
+ */
+export function openRunDir(runDir: string, opts: OpenRunDirOptions): void {
+  checkRunDir(runDir, opts);
+  if (!opts.resume && opts.overwrite && fs.existsSync(runDir)) {
+    for (const e of fs.readdirSync(runDir)) fs.rmSync(path.join(runDir, e), { recursive: true, force: true });
+  }
+  fs.mkdirSync(runDir, { recursive: true });
+  writeFileAtomicSync(path.join(runDir, 'config.json'), JSON.stringify(opts.config, null, 2) + '\n');
+}
+
+/** Writes beside the target and renames over it: readers see the old file or the new one. */
+function writeFileAtomicSync(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
 }

@@ -8,7 +8,8 @@ import { EpochSampler, type EpochPosition } from '../data/rng.js';
 import type { RubricRecord } from '../data/schema.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
-import { TrainingRun, type TrainingRunOptions } from './run.js';
+import { validateConfig, type SftConfig } from './config.js';
+import { runOptions, TrainingRun } from './run.js';
 
 export interface SftExample {
   ids: number[];
@@ -17,14 +18,17 @@ export interface SftExample {
 }
 
 /** Token ids of prompt + response, with the response marked as the target. Long inputs lose the
- * response tail first (keeping its end token), then fail if the prompt alone does not fit. */
+ * response tail first (keeping its end token), then fail if the prompt alone does not fit. The
+ * work is bounded by maxLength: only the response's first tokens are computed (encodeHead), and a
+ * prompt too long to fit in any case is not tokenized (fitsIn). */
 export function sftExample(tok: ChatTokenizer, prompt: ChatMessage[], response: string, maxLength: number): SftExample {
-  const promptIds = tok.encodeChat(prompt, { addGenerationPrompt: true, enableThinking: false });
+  const rendered = tok.applyChatTemplate(prompt, { addGenerationPrompt: true, enableThinking: false });
+  if (!tok.fitsIn(rendered, maxLength - 2)) throw new Error(`SFT example cannot fit in ${maxLength} tokens: the prompt alone takes more than that (${rendered.length} characters)`);
+  const promptIds = tok.encode(rendered);
   const end = tok.tokenToId('<|im_end|>') ?? tok.eosTokenId;
-  let completion = tok.encode(response);
   const room = maxLength - promptIds.length - 1;
   if (room < 1) throw new Error(`SFT example cannot fit in ${maxLength} tokens: the prompt alone takes ${promptIds.length}`);
-  completion = completion.slice(0, room);
+  const completion = tok.encodeHead(response, room).ids;
   const ids = [...promptIds, ...completion, end];
   return { ids, targets: ids.map((_, i) => (i >= promptIds.length ? 1 : 0)) };
 }
@@ -33,21 +37,12 @@ export interface SftOptions {
   model: Qwen3ForCausalLM;
   tokenizer: ChatTokenizer;
   records: RubricRecord[];
-  /** Which responses to imitate: all of them (mixed quality, the default) or the best-graded one. */
-  responses?: 'all' | 'best';
-  runDir: string;
-  steps: number;
-  lr: number;
-  /** Sequences per optimizer step (default 8), in micro-batches of microBatch (default 2: each
-   * micro-batch materialises [tokens, vocabulary] logits, 311 MB at 512 tokens of Qwen3). */
-  batchSize?: number;
-  microBatch?: number;
-  maxLength?: number;
-  seed: number;
-  resume?: boolean;
+  /** The run's settings; missing fields take SFT_CONFIG_DEFAULTS (validated: ConfigError). */
+  config: Partial<SftConfig>;
+  /** The caller opened the run folder already (openRunDir). */
+  prepared?: boolean;
+  /** No progress output. */
   quiet?: boolean;
-  config?: Record<string, unknown>;
-  saveEvery?: number;
 }
 
 /** Rows of the flattened [B * T] positions that predict a target token, and those tokens. */
@@ -71,17 +66,13 @@ export function targetPositions(ids: number[][], targets: number[][]): TargetPos
 }
 
 /**
- * Mean next-token cross-entropy over the target tokens (SFT's completion-only loss). The (fused)
- * LM head runs on the target-predicting positions only: prompt and padding positions never become
- * [tokens, vocabulary] logits, which is most of the tiny model's cost and of a real one's memory.
+ * Mean next-token cross-entropy over the target tokens (SFT's completion-only loss), through
+ * model.targetLogProbs: the fused LM head runs on the target-predicting positions only, so prompt
+ * and padding positions never become [tokens, vocabulary] logits, which is most of the tiny
+ * model's cost and of a real one's memory.
  */
 export function targetTokenLoss(model: Qwen3ForCausalLM, batch: { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D }, at: TargetPositions): tf.Scalar {
-  return tf.tidy(() => {
-    const hidden = model.hiddenStates(batch.inputIds, { attentionMask: batch.attentionMask });
-    const [B, T, H] = hidden.shape;
-    const picked = tf.gather(hidden.reshape([B * T, H]), at.rows).expandDims(0) as tf.Tensor3D;
-    return model.tokenLogProbs(picked, at.ids.expandDims(0) as tf.Tensor2D).logp.mean().neg() as tf.Scalar;
-  });
+  return tf.tidy(() => model.targetLogProbs(batch.inputIds, { attentionMask: batch.attentionMask, targets: at }).logp.mean().neg() as tf.Scalar);
 }
 
 /** Mean grade of a response over the criteria it is graded on (1 for ungraded responses). */
@@ -91,21 +82,16 @@ function quality(r: RubricRecord['responses'][number]): number {
 }
 
 export async function trainSft(opts: SftOptions): Promise<TrainingRun> {
-  const maxLength = opts.maxLength ?? 256;
+  const c = validateConfig('sft', opts.config);
   const examples = opts.records.flatMap((rec) => {
-    const chosen = opts.responses === 'best' ? [rec.responses.reduce((a, b) => (quality(b) > quality(a) ? b : a))] : rec.responses;
-    return chosen.map((r) => sftExample(opts.tokenizer, rec.prompt, r.text, maxLength));
+    const chosen = c.responses === 'best' ? [rec.responses.reduce((a, b) => (quality(b) > quality(a) ? b : a))] : rec.responses;
+    return chosen.map((r) => sftExample(opts.tokenizer, rec.prompt, r.text, c.max_length));
   });
   if (examples.length === 0) throw new Error('trainSft: no responses to train on');
-  const batchSize = opts.batchSize ?? 8;
-  const micro = Math.min(opts.microBatch ?? 2, batchSize);
-  const runOpts: TrainingRunOptions = {
-    runDir: opts.runDir, model: opts.model, lr: opts.lr, totalSteps: opts.steps, seed: opts.seed,
-    schedule: { type: 'cosine', warmupSteps: Math.max(1, Math.round(opts.steps * 0.05)) },
-    maxGradNorm: 1, saveEvery: opts.saveEvery ?? 0, resume: opts.resume, quiet: opts.quiet, config: opts.config, label: 'SFT',
-  };
-  const run = await TrainingRun.start(runOpts);
-  const sampler = new EpochSampler(examples.length, `${opts.seed}:sft`, run.data as EpochPosition | undefined);
+  const batchSize = c.batch_size;
+  const micro = c.micro_batch_size;
+  const run = await TrainingRun.start({ ...runOptions('sft', c, opts), model: opts.model, label: 'SFT' });
+  const sampler = new EpochSampler(examples.length, `${c.seed}:sft`, run.data as EpochPosition | undefined);
   const pad = opts.tokenizer.padTokenId;
   while (!run.done) {
     const picked = sampler.take(batchSize).map((i) => examples[i]);

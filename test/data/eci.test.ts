@@ -21,7 +21,7 @@ test('the criterion is injected as a system block before the conversation; the i
     '<|im_start|>assistant\n<think>\n\n</think>\n\nCall 911 now.<|im_end|>';
   assert.is(tok.decode(ids), expected);
   assert.is(ids.at(-1), 151645);
-  assert.equal(truncation, { responseTokensCut: 0, promptTurnsDropped: 0 });
+  assert.equal(truncation, { responseTokensCut: 0, responseCharsCut: 0, promptTurnsDropped: 0 });
 });
 
 test('too long: the response tail goes first, then the oldest turns; the criterion and last turn never', () => {
@@ -30,7 +30,9 @@ test('too long: the response tail goes first, then the oldest turns; the criteri
   const cut = eciInstance(tok, prompt, long, criterion, { maxLength: 120 });
   assert.is(cut.ids.length, 120);
   assert.ok(cut.truncation.responseTokensCut > 0);
-  assert.is(full.ids.length - cut.ids.length, cut.truncation.responseTokensCut);
+  // The tail cut before tokenizing (responseCharsCut characters) holds the rest of the tokens.
+  const rest = cut.truncation.responseCharsCut;
+  assert.is(full.ids.length - cut.ids.length, cut.truncation.responseTokensCut + (rest > 0 ? tok.encode(long.slice(long.length - rest)).length : 0));
   const text = tok.decode(cut.ids);
   assert.ok(text.includes('Criterion (safety): Tells the user to call emergency services now.'));
   assert.ok(text.endsWith('word<|im_end|>') || text.endsWith('word <|im_end|>'));
@@ -49,7 +51,69 @@ test('too long: the response tail goes first, then the oldest turns; the criteri
   counter.add(cut.truncation);
   counter.add(short.truncation);
   counter.add(full.truncation);
-  assert.match(counter.toString(), /^1 of 3 ECI inputs had their response cut \(\d+ tokens\), 1 lost earlier prompt turns$/);
+  assert.match(counter.toString(), /^1 of 3 ECI inputs had their response cut \(\d+ tokens and \d+ characters not tokenized\), 1 lost earlier prompt turns$/);
+});
+
+/** A Qwen3 tokenizer that records the longest text it was asked to encode. */
+function spiedTokenizer() {
+  const t = loadTokenizer();
+  const spy = { longest: 0 };
+  const encode = t.encode.bind(t);
+  t.encode = (text: string) => {
+    spy.longest = Math.max(spy.longest, text.length);
+    return encode(text);
+  };
+  return { t, spy };
+}
+
+// About 50 MB of ordinary text that does not simply repeat (built once).
+let huge50: string | undefined;
+function hugeText(chars: 50_000_000): string {
+  return (huge50 ??= buildText(chars));
+}
+function buildText(chars: number): string {
+  const words = ['the', 'patient', 'reports', 'chest', 'pain,', 'fever', '39.2', 'C;', 'no', 'history', 'of', 'aspirin', 'use.', 'Call', '911', 'now!', 'dyspnoea', '(mild)', 'since', 'Tuesday'];
+  const parts: string[] = [];
+  let n = 0;
+  for (let i = 0; n < chars; i++) {
+    const w = words[(i * 7 + (i >> 3) * 13) % words.length] + (i % 17 === 0 ? '\n' : ' ');
+    parts.push(w);
+    n += w.length;
+  }
+  return parts.join('');
+}
+
+test('a 50 MB response: only a bounded prefix is tokenized, and the ids are those of a shorter prefix of it', () => {
+  const huge = hugeText(50_000_000);
+  const { t, spy } = spiedTokenizer();
+  const t0 = Date.now();
+  const inst = eciInstance(t, prompt, huge, criterion);
+  const seconds = (Date.now() - t0) / 1000;
+  assert.ok(spy.longest < 1_000_000, `tokenized a text of ${spy.longest} characters`);
+  assert.ok(seconds < 30, `took ${seconds} s`);
+  // Expected, independently: the empty-response input is head + <|im_end|>; the response part is
+  // the first `room` ids of a 100 kB prefix tokenized in full.
+  const empty = eciInstance(tok, prompt, '', criterion);
+  const room = 1024 - empty.ids.length;
+  const expected = [...empty.ids.slice(0, -1), ...tok.encode(huge.slice(0, 100_000)).slice(0, room), 151645];
+  assert.is(inst.ids.length, 1024);
+  assert.equal(inst.ids, expected);
+  const { responseTokensCut, responseCharsCut } = inst.truncation;
+  assert.ok(responseCharsCut > huge.length - 1_000_000, `${responseCharsCut} characters were not tokenized`);
+  assert.is(tok.encode(huge.slice(0, huge.length - responseCharsCut)).length, room + responseTokensCut, 'the tokenized prefix gave the kept and the counted cut tokens');
+});
+
+test('a 50 MB prompt turn that cannot fit is an error without tokenizing it', () => {
+  const { t, spy } = spiedTokenizer();
+  const turns = [{ role: 'user', content: hugeText(50_000_000) }];
+  assert.throws(() => eciInstance(t, turns, 'ok', criterion, { maxLength: 512 }), /^ECI input cannot fit in 512 tokens: the criterion and the prompt's last turn alone take more than that/);
+  assert.ok(spy.longest < 1_000_000, `tokenized a text of ${spy.longest} characters`);
+  // An earlier huge turn is dropped the same way, and the input is built from the rest.
+  const two = [{ role: 'user', content: hugeText(50_000_000) }, { role: 'assistant', content: 'Go on.' }, ...prompt];
+  const shortened = eciInstance(t, two, 'Call 911 now.', criterion, { maxLength: 512 });
+  assert.equal(shortened.ids, eciInstance(tok, prompt, 'Call 911 now.', criterion, { maxLength: 512 }).ids);
+  assert.is(shortened.truncation.promptTurnsDropped, 2);
+  assert.ok(spy.longest < 1_000_000, `tokenized a text of ${spy.longest} characters`);
 });
 
 test('pairwise batches keep chosen and rejected aligned row by row on one length', () => {

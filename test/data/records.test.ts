@@ -158,6 +158,41 @@ test('importers name the broken field of a bad line', async () => {
   }
 });
 
+test('a byte order mark at the start of a .jsonl or .json records file is accepted', async () => {
+  const jsonl = path.join(tmp, 'bom.jsonl');
+  fs.writeFileSync(jsonl, '\uFEFF' + JSON.stringify(good()) + '\n' + JSON.stringify({ ...good(), id: 'x-2' }) + '\n');
+  assert.equal((await loadRecords(jsonl)).map((r) => r.id), ['x-1', 'x-2']);
+  const json = path.join(tmp, 'bom.json');
+  fs.writeFileSync(json, '\uFEFF' + JSON.stringify([good()], null, 2));
+  assert.equal(await loadRecords(json), [good()]);
+});
+
+test('reading no record is a DataError "0 records in FILE", saying how many bad lines a lenient read skipped', async () => {
+  const expectZero = async (file: string, opts: Parameters<typeof loadRecords>[1], message: RegExp) => {
+    try {
+      await loadRecords(file, opts);
+      assert.unreachable(`${file} gave records`);
+    } catch (err) {
+      assert.instance(err, DataError);
+      assert.match((err as Error).message, message);
+    }
+  };
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const empty = writeLines('empty.jsonl', []);
+  await expectZero(empty, {}, new RegExp(`^${esc(empty)}:0: 0 records in ${esc(empty)} \\(it is empty or blank\\)$`));
+  await expectZero(empty, { strict: false, report: () => {} }, new RegExp(`0 records in ${esc(empty)} \\(it is empty or blank\\)$`));
+  const bad = good();
+  (bad.criteria[1] as any).tier = 'critical';
+  const allBad = writeLines('all-bad.jsonl', ['{"id": ', JSON.stringify(bad)]);
+  await expectZero(allBad, { strict: false, report: () => {} }, new RegExp(`0 records in ${esc(allBad)}: all 2 were bad and skipped \\(first ${esc(allBad)}:1: not valid JSON`));
+  const folder = path.join(tmp, 'no-records');
+  fs.mkdirSync(folder);
+  fs.writeFileSync(path.join(folder, 'notes.txt'), 'not a records file');
+  await expectZero(folder, {}, /0 records in .*no-records \(no \.json or \.jsonl file in it holds one\)/);
+  // Strict mode still stops at the first bad line, with its own error.
+  await expectZero(allBad, {}, new RegExp(`^${esc(allBad)}:1: not valid JSON`));
+});
+
 const REAL = new URL('../../../shared/data/real/', import.meta.url).pathname;
 test('real HealthBench and K-QA files import without a single error (counts from their README)', async () => {
   if (!fs.existsSync(REAL)) {

@@ -5,7 +5,7 @@ import { accuracy, binaryScores, cohensKappa, pairwiseAccuracy } from '../../src
 import { judgeMetrics } from '../../src/eval/judge.js';
 import type { RubricRecord } from '../../src/data/schema.js';
 
-test('pairwise accuracy counts ties as wrong (REFERENCE: 1/3 on its check values)', () => {
+test('pairwise accuracy counts ties as wrong (TRL check values: 1/3)', () => {
   assert.is(pairwiseAccuracy([{ chosen: 1, rejected: 0 }, { chosen: 0.2, rejected: 0.5 }, { chosen: -0.3, rejected: -0.3 }]), 1 / 3);
   assert.ok(Number.isNaN(pairwiseAccuracy([])));
 });

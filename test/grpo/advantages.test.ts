@@ -1,4 +1,4 @@
-// Group-relative advantages and KL estimators against REFERENCE.md's check values (TRL).
+// Group-relative advantages and KL estimators against the check values in docs/formulas.md (TRL semantics).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs';
@@ -9,7 +9,7 @@ import { useBackend } from '../helpers/backends.js';
 test.before(() => useBackend('wasm'));
 const near = (got: ArrayLike<number>, want: number[], tol = 1e-5) => want.every((w, i) => Math.abs(got[i] - w) <= tol);
 
-test('REFERENCE check: rewards [1,0,0,1 | .5 x4], G = 4, under each scale', () => {
+test('check values: rewards [1,0,0,1 | .5 x4], G = 4, under each scale', () => {
   const r = [1, 0, 0, 1, 0.5, 0.5, 0.5, 0.5];
   const a = 0.865875, b = 1.322526;
   assert.ok(near(groupAdvantages(r, 4), [a, -a, -a, a, 0, 0, 0, 0]));
@@ -30,7 +30,7 @@ test('several reward functions: weighted sum, NaN counts as 0, an all-NaN comple
   assert.ok(near(a.slice(0, 3), [0.375 / (sd + 1e-4), 0.375 / (sd + 1e-4), -0.125 / (sd + 1e-4)]));
 });
 
-test('KL estimators: REFERENCE check logp -1, ref -1.5 -> k1 0.5, k2 0.125, k3 0.106531', () => {
+test('KL estimators: check values logp -1, ref -1.5 -> k1 0.5, k2 0.125, k3 0.106531', () => {
   const lp = tf.tensor1d([-1]), ref = tf.tensor1d([-1.5]);
   assert.ok(near(klEstimate(lp, ref, 'k1').dataSync(), [0.5]));
   assert.ok(near(klEstimate(lp, ref, 'k2').dataSync(), [0.125]));

@@ -65,6 +65,8 @@ test('beta without reference log-probs, and dr_grpo without a length, are refuse
   const x = { logp: tf.zeros([1, 2]) as tf.Tensor2D, mask: tf.ones([1, 2]) as tf.Tensor2D, advantages: tf.zeros([1]) as tf.Tensor1D };
   assert.throws(() => grpoLoss(x, { beta: 0.04 }), /beta != 0 needs refLogp/);
   assert.throws(() => grpoLoss(x, { lossType: 'dr_grpo' }), /dr_grpo needs maxCompletionLength/);
+  // A typo never silently runs another aggregation.
+  for (const t of ['foo', 'dr-grpo']) assert.throws(() => grpoLoss(x, { lossType: t as 'grpo' }), new RegExp(`unknown lossType "${t}"; expected one of grpo, bnpo, dr_grpo, dapo`));
 });
 
 test.run();

@@ -10,7 +10,7 @@ import { overlongPenalty, rubricReward } from '../../src/grpo/rewards.js';
 import { CriteriaRewardModel } from '../../src/reward/model.js';
 import { useBackend } from '../helpers/backends.js';
 
-test('DAPO soft overlong penalty (REFERENCE formula) at the boundaries', async () => {
+test('DAPO soft overlong penalty (docs/formulas.md) at the boundaries', async () => {
   const f = overlongPenalty(20, 8);
   const ids = (n: number) => Array.from({ length: n }, () => 1);
   assert.equal(await f.score([], [], [ids(12), ids(16), ids(20), ids(21)]), [0, -0.5, -1, -1]);

@@ -33,8 +33,8 @@ test('metrics with TRL names; KL is 0 before the first update and positive after
     },
   };
   const run = await trainGrpo({
-    policy, tokenizer: loadTokenizer(dir), rewards: [lowIds], runDir: path.join(tmp, 'grpo'), steps: 4, lr: 2e-3, seed: 0, quiet: true,
-    prompts, promptsPerStep: 2, numGenerations: 4, maxNewTokens: 5, beta: 0.04, reference,
+    policy, tokenizer: loadTokenizer(dir), rewards: [lowIds], quiet: true, prompts, reference,
+    config: { out: path.join(tmp, 'grpo'), steps: 4, lr: 2e-3, seed: 0, prompts_per_step: 2, num_generations: 4, max_new_tokens: 5, beta: 0.04, top_k: 0 },
   });
   const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
   assert.is(rows.length, 4);
@@ -66,13 +66,13 @@ test('a learnable rule reward rises: last fifth of steps above the first fifth, 
   const dir = await ensureTinyQwen3(undefined, { log: () => {} });
   const tokenizer = loadTokenizer(dir);
   const policy = await loadQwen3(dir);
-  const sft = await trainSft({ model: policy, tokenizer, records: yesNo, runDir: path.join(tmp, 'yes-sft'), steps: 12, lr: 5e-2, seed: 1, quiet: true, batchSize: 8, microBatch: 8 });
+  const sft = await trainSft({ model: policy, tokenizer, records: yesNo, quiet: true, config: { out: path.join(tmp, 'yes-sft'), steps: 12, lr: 5e-2, seed: 1, batch_size: 8, micro_batch_size: 8 } });
   sft.dispose();
   await saveQwen3(policy, path.join(tmp, 'yes-sft', 'policy'), { dtype: 'float32' });
   const reference = await loadQwen3(path.join(tmp, 'yes-sft', 'policy')); // the frozen starting point
   const run = await trainGrpo({
-    policy, tokenizer, rewards: [saysYes], runDir: path.join(tmp, 'yes-grpo'), steps: 10, lr: 1e-2, seed: 1, quiet: true,
-    prompts: yesNo.map((r) => ({ id: r.id, messages: r.prompt })), promptsPerStep: 2, numGenerations: 4, maxNewTokens: 4, beta: 0.04, reference,
+    policy, tokenizer, rewards: [saysYes], quiet: true, prompts: yesNo.map((r) => ({ id: r.id, messages: r.prompt })), reference,
+    config: { out: path.join(tmp, 'yes-grpo'), steps: 10, lr: 1e-2, seed: 1, prompts_per_step: 2, num_generations: 4, max_new_tokens: 4, beta: 0.04, top_k: 0 },
   });
   const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
   const mean = (xs: typeof rows, k: string) => xs.reduce((a, r) => a + (r[k] as number), 0) / xs.length;
@@ -95,8 +95,8 @@ test('a resumed run continues exactly as an uninterrupted one (rollouts, rewards
     const policy = await loadQwen3(dir);
     const reference = await loadQwen3(dir);
     const run = await trainGrpo({
-      policy, tokenizer, rewards: [evenIds], runDir, steps, lr: 1e-2, seed: 3, quiet: true, saveEvery: 2, resume,
-      prompts, promptsPerStep: 1, numGenerations: 3, maxNewTokens: 4, beta: 0.01, reference,
+      policy, tokenizer, rewards: [evenIds], quiet: true, prompts, reference,
+      config: { out: runDir, steps, lr: 1e-2, seed: 3, save_every: 2, resume, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, beta: 0.01, top_k: 0 },
     });
     // Every logged value but the timings.
     const rows = run.metrics.rows().map(({ seconds: _s, tokens_per_s: _t, ...rest }) => rest);
@@ -117,7 +117,7 @@ test('beta != 0 without a reference policy is refused', async () => {
   const dir = await ensureTinyQwen3(undefined, { log: () => {} });
   const policy = await loadQwen3(dir);
   try {
-    await trainGrpo({ policy, tokenizer: loadTokenizer(dir), rewards: [], runDir: path.join(tmp, 'x'), steps: 1, lr: 1e-3, seed: 0, prompts, beta: 0.04 });
+    await trainGrpo({ policy, tokenizer: loadTokenizer(dir), rewards: [], prompts, config: { out: path.join(tmp, 'x'), steps: 1, lr: 1e-3, beta: 0.04 } });
     assert.unreachable();
   } catch (err) {
     assert.match((err as Error).message, /beta != 0 needs a reference policy/);

@@ -1,4 +1,4 @@
-// Configs (presets against REFERENCE.md's published parameter counts), config.json validation,
+// Configs (presets against the published parameter counts), config.json validation,
 // and the Hugging Face folder layout written by saveQwen3 and read by loadQwen3.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { parameterCount, qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF } from '../../src/model/config.js';
-import { loadQwen3, saveQwen3 } from '../../src/model/pretrained.js';
+import { CheckpointError, loadQwen3, saveQwen3 } from '../../src/model/pretrained.js';
 import { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { float32ToBf16Bits, bf16BitsToFloat32 } from '../../src/model/half.js';
@@ -112,6 +112,35 @@ test('saving over a checkpoint keeps unrelated files, and a failing save leaves 
   assert.equal(fs.readdirSync(tmp).filter((f) => f.startsWith('over.')), [], 'no staging folder left behind');
   saved.dispose();
   (await loadQwen3(dir)).dispose();
+});
+
+test('saveQwen3 with a tokenizer copies its tokenizer.json and tokenizer_config.json; missing files fail before writing', async () => {
+  const model = await loadQwen3(fixture('tied-gqa2-f32'));
+  const tokDir = path.join(tmp, 'tok');
+  fs.mkdirSync(tokDir);
+  fs.writeFileSync(path.join(tokDir, 'tokenizer.json'), '{"model": "t"}');
+  fs.writeFileSync(path.join(tokDir, 'tokenizer_config.json'), '{"eos_token": "e"}');
+  fs.writeFileSync(path.join(tokDir, 'generation_config.json'), '{"not": "copied"}');
+  const dir = path.join(tmp, 'with-tok');
+  // Anything with the path of its tokenizer.json as `source` will do, a ChatTokenizer included.
+  await saveQwen3(model, dir, { dtype: 'float32', tokenizer: { source: path.join(tokDir, 'tokenizer.json') } });
+  assert.equal(fs.readdirSync(dir).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.is(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'), '{"model": "t"}');
+  assert.is(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'), '{"eos_token": "e"}');
+  assert.is.not(fs.readFileSync(path.join(dir, 'generation_config.json'), 'utf8'), '{"not": "copied"}', 'the model writes its own');
+
+  fs.rmSync(path.join(tokDir, 'tokenizer_config.json'));
+  const none = path.join(tmp, 'with-missing-tok');
+  try {
+    await saveQwen3(model, none, { tokenizer: { source: path.join(tokDir, 'tokenizer.json') } });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, CheckpointError);
+    assert.match((err as Error).message, `${path.join(tokDir, 'tokenizer_config.json')}: not found`);
+  }
+  assert.not.ok(fs.existsSync(none), 'nothing written');
+  assert.equal(fs.readdirSync(tmp).filter((f) => f.startsWith('with-missing-tok')), []);
+  model.dispose();
 });
 
 test('missing, unexpected and mis-shaped tensors are all reported by name', async () => {

@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ensureTinyQwen3 } from '../../src/model/tiny.js';
+import { cacheDir, ensureTinyQwen3 } from '../../src/model/tiny.js';
 import { loadQwen3 } from '../../src/model/pretrained.js';
 import { generate } from '../../src/model/generate.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
@@ -29,6 +29,28 @@ test('the tiny checkpoint is written deterministically, as a full HF folder, onl
   assert.is(logs.length, 2, 'an existing checkpoint is not rewritten');
   const size = fs.statSync(path.join(a, 'model.safetensors')).size;
   assert.ok(size > 19e6 && size < 21e6, `BF16, about 20 MB: ${size}`);
+});
+
+test('the default folder is the user cache (PROMEDICAL_CACHE, else XDG_CACHE_HOME, else ~/.cache); an unwritable one is a clear error', async () => {
+  const saved = { own: process.env.PROMEDICAL_CACHE, xdg: process.env.XDG_CACHE_HOME };
+  try {
+    process.env.PROMEDICAL_CACHE = path.join(tmp, 'own');
+    assert.is(cacheDir(), path.join(tmp, 'own'));
+    delete process.env.PROMEDICAL_CACHE;
+    process.env.XDG_CACHE_HOME = path.join(tmp, 'xdg');
+    assert.is(cacheDir(), path.join(tmp, 'xdg', 'promedical'));
+    delete process.env.XDG_CACHE_HOME;
+    assert.is(cacheDir(), path.join(os.homedir(), '.cache', 'promedical'));
+  } finally {
+    for (const [k, v] of [['PROMEDICAL_CACHE', saved.own], ['XDG_CACHE_HOME', saved.xdg]] as const) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+  fs.writeFileSync(path.join(tmp, 'a-file'), '');
+  try {
+    await ensureTinyQwen3(path.join(tmp, 'a-file', 'qwen3-tiny'), { log: () => {} });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /cannot write the tiny Qwen3 to .*a-file\/qwen3-tiny: EEXIST \(set PROMEDICAL_CACHE to a writable folder\)/);
+  }
 });
 
 test('tokenizer + chat template + tiny model: a chat prompt generates and decodes', async () => {

@@ -103,6 +103,40 @@ test('wasm on 2 threads (own process): reports them, matches the cpu backend, an
   assert.ok(out.diff < 1e-4, `max |wasm - cpu| ${out.diff}`);
 });
 
+test("initBackend('gpu') is an error naming the backends, not a silent fall back to cpu", async () => {
+  try {
+    await initBackend('gpu' as 'auto', { log: () => {} });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /unknown backend "gpu"; expected one of auto, tensorflow, wasm, cpu/);
+  }
+});
+
+test('without initBackend, loaders initialise auto on first use and a safetensors tensor read works (own process)', () => {
+  const root = new URL('../..', import.meta.url).pathname;
+  fs.mkdirSync(path.join(root, 'node_modules', '.cache'), { recursive: true });
+  const dir = fs.mkdtempSync(path.join(root, 'node_modules', '.cache', 'promedical-lazy-'));
+  const file = path.join(dir, 'lazy.mts');
+  const src = new URL('../../src/index.ts', import.meta.url).pathname;
+  fs.writeFileSync(file, `
+    import * as tf from '@tensorflow/tfjs';
+    import { ensureTinyQwen3, loadQwen3, readSafetensors } from '${src}';
+    const st = readSafetensors('${path.join(root, 'test/fixtures/safetensors_numpy.safetensors')}');
+    const first = st.tensor(st.names[0]);
+    const early = tf.getBackend();
+    const model = await loadQwen3(await ensureTinyQwen3());
+    console.log(JSON.stringify({ early, backend: tf.getBackend(), layers: model.config.numHiddenLayers, values: first.size }));`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PROMEDICAL_BACKEND: '' } });
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.is(r.status, 0, r.stderr.slice(-800));
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.is(out.early, 'cpu', 'a synchronous read starts on cpu');
+  assert.is(out.backend, 'wasm', 'the first async loader picks auto');
+  assert.ok(out.layers > 0 && out.values > 0);
+  assert.match(r.stderr, /no backend set up yet: tensors start on the cpu backend/);
+  assert.match(r.stderr, /backend: wasm on cpu/);
+});
+
 test('a bad thread count is refused, naming the setting', async () => {
   process.env.PROMEDICAL_WASM_THREADS = 'many';
   let message = '';

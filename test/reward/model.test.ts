@@ -1,15 +1,15 @@
 // The criteria-injected reward model on the bundled tiny Qwen3: tier heads read the last token,
 // scoring follows the ProMedical formulas, training keeps the tensor count flat, and a saved
-// model scores exactly as before; train-rm stops on a bad data file with file:line.
+// model scores exactly as before; a bad data file is refused with file:line.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { padBatch } from '../../src/data/batch.js';
 import { loadRecords } from '../../src/data/records.js';
+import { DataError } from '../../src/data/schema.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { loadQwen3 } from '../../src/model/pretrained.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
@@ -68,12 +68,51 @@ test('scoreResponses gives probabilities, S1/S2/S3 and the reward by the ProMedi
   rm.dispose();
 });
 
+/** Resolves to the message the promise rejects with (fails when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as Error).message;
+  }
+  assert.unreachable('expected a rejection');
+  return '';
+}
+
+test('scoring validates its inputs: an unknown tier names the criterion, its tier and the allowed tiers', async () => {
+  const rm = await makeRm();
+  const before = tf.memory().numTensors;
+  const prompt = [{ role: 'user', content: 'My father has crushing chest pain.' }];
+  const criteria = [
+    { id: 'c1', text: 'Is clear.', tier: 'proficiency' as const },
+    { id: 'c-vital', text: 'Says to call emergency services.', tier: 'critical' as any },
+  ];
+  assert.is(await rejection(rm.scoreResponses(prompt, ['Call 911.'], criteria)), 'scoreResponses: criteria[1] (id "c-vital") has tier "critical"; allowed tiers: proficiency, excellence, safety');
+  assert.match(await rejection(rm.scoreResponses(prompt, ['Call 911.'], [{ id: 'c1', text: 'Is clear.' } as any])), /criteria\[0\] \(id "c1"\) has tier missing; allowed tiers: proficiency, excellence, safety/);
+  assert.match(await rejection(rm.scoreResponses(prompt, ['Call 911.'], [])), /^scoreResponses: no criteria to score against$/);
+  assert.match(await rejection(rm.scoreResponses(prompt, [], criteria.slice(0, 1))), /^scoreResponses: no responses to score$/);
+  assert.match(await rejection(rm.scoreResponses(prompt, ['a'], [criteria[0], { ...criteria[0] }])), /criteria\[1\]: criterion id "c1" appears twice/);
+  assert.match(await rejection(rm.scoreResponses(prompt, ['a', 7 as any], criteria.slice(0, 1))), /responses\[1\]: expected a string, got number/);
+  const record = { id: 'rec', prompt, criteria, responses: [{ id: 'r', text: 'Call 911.' }] };
+  assert.is(
+    await rejection(rm.scoreItems([{ record, responseId: 'r', criterionId: 'c1' }, { record, responseId: 'r', criterionId: 'c-vital' }])),
+    'scoreItems: items[1]: record "rec", criterion "c-vital" has tier "critical"; allowed tiers: proficiency, excellence, safety',
+  );
+  assert.match(await rejection(rm.scoreItems([{ record, responseId: 'r', criterionId: 'c9' }])), /items\[0\]: record "rec" has no criterion "c9"/);
+  const batch = padBatch([[9707, 151645], [9707, 151645]], 151643);
+  assert.throws(() => rm.score(batch, ['safety', 'critical' as any]), /^score: tiers\[1\] is "critical"; allowed tiers: proficiency, excellence, safety$/);
+  assert.throws(() => rm.score(batch, ['safety']), /^score: 1 tiers for a batch of 2 rows/);
+  tf.dispose([batch.inputIds, batch.attentionMask]);
+  assert.is(tf.memory().numTensors, before, 'no tensor left behind by a rejected call');
+  rm.dispose();
+});
+
 test('training keeps the tensor count flat; the saved model scores exactly as the trained one', async () => {
   const rm = await makeRm();
   const train = (await loadRecords(path.join(root, 'data/train.jsonl'))).slice(0, 6);
   const counts: number[] = [];
   const { run } = await trainRewardModel({
-    rm, train, runDir: path.join(tmp, 'run'), steps: 4, lr: 1e-3, batchSize: 4, microBatch: 2, seed: 1, quiet: true, evalEvery: 1,
+    rm, train, quiet: true, config: { out: path.join(tmp, 'run'), steps: 4, lr: 1e-3, batch_size: 4, micro_batch_size: 2, seed: 1, eval_every: 1 },
     evaluate: async () => {
       counts.push(tf.memory().numTensors);
       return {};
@@ -96,7 +135,7 @@ test('a run killed after its step-2 checkpoint resumes to the same losses as the
   const train = (await loadRecords(path.join(root, 'data/train.jsonl'))).slice(0, 5);
   const go = async (runDir: string, resume: boolean) => {
     const rm = await makeRm();
-    const { run } = await trainRewardModel({ rm, train, runDir, steps: 4, lr: 1e-3, batchSize: 4, microBatch: 4, seed: 2, quiet: true, saveEvery: 2, resume });
+    const { run } = await trainRewardModel({ rm, train, quiet: true, config: { out: runDir, steps: 4, lr: 1e-3, batch_size: 4, micro_batch_size: 4, seed: 2, save_every: 2, resume } });
     const losses = run.metrics.rows().filter((r) => typeof r.loss === 'number').map((r) => r.loss as number);
     run.dispose();
     rm.dispose();
@@ -111,15 +150,19 @@ test('a run killed after its step-2 checkpoint resumes to the same losses as the
   assert.equal(resumed, straight, 'metrics after resuming: steps 1-2 kept, 3-4 recomputed identically');
 });
 
-test('train-rm stops on a bad data file, naming file, line and field', () => {
+test('the training records are checked before training: a bad tier names file, line and field', async () => {
   const bad = path.join(tmp, 'bad.jsonl');
   const lines = fs.readFileSync(path.join(root, 'data/train.jsonl'), 'utf8').split('\n').slice(0, 2);
   const broken = JSON.parse(lines[1]);
   broken.criteria[0].tier = 'vital';
   fs.writeFileSync(bad, [lines[0], JSON.stringify(broken)].join('\n') + '\n');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/train-rm.ts', '--data', bad, '--steps', '1', '--out', path.join(tmp, 'bad-run')], { cwd: root, encoding: 'utf8', env: { ...process.env, PROMEDICAL_BACKEND: 'cpu' } });
-  assert.is.not(r.status, 0);
-  assert.match(r.stderr, new RegExp(`${bad}:2: criteria\\[0\\]\\.tier: expected one of proficiency, excellence, safety, got "vital"`));
+  try {
+    await loadRecords(bad);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, DataError);
+    assert.match((err as Error).message, new RegExp(`${bad}:2: criteria\\[0\\]\\.tier: expected one of proficiency, excellence, safety, got "vital"`));
+  }
 });
 
 test.run();

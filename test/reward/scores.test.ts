@@ -1,4 +1,4 @@
-// Bradley-Terry and pointwise losses against REFERENCE.md's TRL check values and hand algebra;
+// Bradley-Terry and pointwise losses against TRL's check values (docs/formulas.md) and hand algebra;
 // ProMedical tier scores, reward and ranking worked out by hand.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,7 +10,7 @@ import { useBackend } from '../helpers/backends.js';
 test.before(() => useBackend('wasm'));
 const close = (a: number, b: number, tol = 1e-6) => Math.abs(a - b) <= tol;
 
-test('Bradley-Terry matches REFERENCE.md (TRL RewardTrainer): plain, with margin, centering term', () => {
+test('Bradley-Terry matches the TRL RewardTrainer check values: plain, with margin, centering term', () => {
   const rc = tf.tensor1d([1, 0.2, -0.3]);
   const rr = tf.tensor1d([0, 0.5, -0.3]);
   assert.ok(close(bradleyTerryLoss(rc, rr).dataSync()[0], 0.620255));

@@ -9,11 +9,10 @@ import * as tf from '@tensorflow/tfjs';
 import { loadQwen3 } from '../../src/model/pretrained.js';
 import { addLora } from '../../src/model/lora.js';
 import type { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
-import { nextTokenLoss } from '../../src/ops/logprobs.js';
-import { latestCheckpoint, listCheckpoints, restoreCheckpoint } from '../../src/train/run_state.js';
+import { latestCheckpoint, listCheckpoints, restoreCheckpoint, RunDirError } from '../../src/train/run_state.js';
 import { NonFiniteError, TrainingRun, type TrainingRunOptions } from '../../src/train/run.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';
-import { nextTokenLoss as naiveLoss } from '../helpers/lm.js';
+import { nextTokenLoss } from '../helpers/lm.js';
 
 const fixture = new URL('../fixtures/qwen3/tied-gqa2-f32', import.meta.url).pathname;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-run-'));
@@ -90,13 +89,23 @@ test('resume: the steps after resuming have exactly the losses of the uninterrup
   }
 });
 
-test('a new run in a used folder drops the old run\'s checkpoints, so a later resume cannot pick them up', async () => {
+test('a new run refuses a used folder, touching nothing; with overwrite it drops the old run, so a later resume cannot pick it up', async () => {
   const model = await loadQwen3(fixture);
   const runDir = path.join(tmp, 'reused');
   const first = await train(model, { runDir }, 6);
   first.run.dispose();
   assert.is(path.basename(latestCheckpoint(runDir)!), 'step-000006');
-  const second = await train(model, { runDir, saveEvery: 2 }, 2);
+  const before = fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8');
+  try {
+    await train(model, { runDir, saveEvery: 2 }, 2);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, RunDirError);
+    assert.match((err as Error).message, /is not empty .*--resume continues the run there, --overwrite replaces it/);
+  }
+  assert.is(fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8'), before);
+  assert.is(path.basename(latestCheckpoint(runDir)!), 'step-000006');
+  const second = await train(model, { runDir, saveEvery: 2, overwrite: true }, 2);
   assert.equal(listCheckpoints(runDir).map((d) => path.basename(d)), ['step-000002']);
   assert.equal(second.run.metrics.rows().map((r) => r.step), [1, 2]);
   second.run.dispose();
@@ -171,17 +180,23 @@ test('accumulating two weighted micro-batches gives the update of one batch hold
   assert.ok(maxAbsDiff(results[0], results[1]) < 1e-6, `max |diff| ${maxAbsDiff(results[0], results[1])}`);
 });
 
-test('nextTokenLoss equals the naive cross-entropy, and a mask counts only the chosen targets', async () => {
+test('a parameter holding NaN is never saved: checkpoint and finish stop with the step and the tensor named', async () => {
   const model = await loadQwen3(fixture);
-  const ids = tf.tensor2d([[1, 5, 9, 2, 7, 3], [4, 4, 8, 0, 1, 6]], [2, 6], 'int32');
-  const logits = model.forward(ids);
-  assert.ok(Math.abs(nextTokenLoss(logits, ids).dataSync()[0] - naiveLoss(logits, ids).dataSync()[0]) < 1e-5);
-  // Mask out everything but row 0's last two targets: the loss is their mean.
-  const mask = tf.tensor2d([[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0]], [2, 6], 'int32');
-  const lp = tf.logSoftmax(logits).dataSync();
-  const V = 96;
-  const expected = -(lp[3 * V + 7] + lp[4 * V + 3]) / 2;
-  assert.ok(Math.abs(nextTokenLoss(logits, ids, mask).dataSync()[0] - expected) < 1e-5);
+  const runDir = path.join(tmp, 'nan-weights');
+  const { run } = await train(model, { runDir, saveEvery: 1 }, 1);
+  const [name, v] = [...model.trainableParameters()][0];
+  v.assign(v.mul(NaN) as tf.Tensor);
+  for (const save of [() => run.checkpoint(), () => run.finish()]) {
+    try {
+      await save();
+      assert.unreachable();
+    } catch (err) {
+      assert.instance(err, NonFiniteError);
+      assert.match((err as Error).message, new RegExp(`^step 1: parameter ${name.replace(/[.]/g, '\\.')} holds NaN or Inf; not saved\\. Last good checkpoint: .*step-000001$`));
+    }
+  }
+  assert.equal(listCheckpoints(runDir).map((d) => path.basename(d)), ['step-000001']);
+  run.dispose();
   model.dispose();
 });
 

@@ -11,9 +11,9 @@ import { loadQwen3 } from '../../src/model/pretrained.js';
 import { ensureTinyQwen3 } from '../../src/model/tiny.js';
 import * as tf from '@tensorflow/tfjs';
 import { padBatch } from '../../src/data/batch.js';
-import { nextTokenLoss } from '../../src/ops/logprobs.js';
 import { sftExample, targetPositions, targetTokenLoss, trainSft } from '../../src/train/sft.js';
 import { useBackend } from '../helpers/backends.js';
+import { nextTokenLoss } from '../helpers/lm.js';
 
 const tok = loadTokenizer();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-sft-'));
@@ -59,12 +59,32 @@ test('a few SFT steps on two records lower the loss', async () => {
   const dir = await ensureTinyQwen3(undefined, { log: () => {} });
   const model = await loadQwen3(dir);
   const records = (await loadRecords(new URL('../../data/train.jsonl', import.meta.url).pathname)).slice(0, 2);
-  const run = await trainSft({ model, tokenizer: loadTokenizer(dir), records, responses: 'best', runDir: path.join(tmp, 'sft'), steps: 6, lr: 5e-3, batchSize: 2, microBatch: 1, maxLength: 160, seed: 0, quiet: true });
+  const run = await trainSft({ model, tokenizer: loadTokenizer(dir), records, quiet: true, config: { out: path.join(tmp, 'sft'), responses: 'best', steps: 6, lr: 5e-3, batch_size: 2, micro_batch_size: 1, max_length: 160, seed: 0, warmup_ratio: 0.1 } });
   const losses = run.metrics.rows().map((r) => r.loss as number);
   assert.is(losses.length, 6);
   assert.ok(losses[5] < losses[0] - 0.5, `loss ${losses[0]} -> ${losses[5]}`);
   run.dispose();
   model.dispose();
+});
+
+test('a 50 MB response or prompt costs a bounded prefix: ids as from a shorter prefix, or a clear error', () => {
+  const spied = loadTokenizer();
+  let longest = 0;
+  const encode = spied.encode.bind(spied);
+  spied.encode = (text: string) => ((longest = Math.max(longest, text.length)), encode(text));
+  const sentence = 'The patient reports chest pain, fever 39.2 C and 2 days of cough; call 911 now.\n';
+  const huge = sentence.repeat(Math.ceil(50_000_000 / sentence.length));
+  const prompt = [{ role: 'user', content: 'What should I do?' }];
+  const e = sftExample(spied, prompt, huge, 256);
+  assert.ok(longest < 1_000_000, `tokenized a text of ${longest} characters`);
+  // Expected, independently: the prompt's ids, then a 100 kB prefix tokenized in full and cut.
+  const promptIds = tok.encodeChat(prompt, { addGenerationPrompt: true, enableThinking: false });
+  const expected = [...promptIds, ...tok.encode(huge.slice(0, 100_000)).slice(0, 256 - promptIds.length - 1), 151645];
+  assert.equal(e.ids, expected);
+  assert.equal(e.targets, expected.map((_, i) => (i >= promptIds.length ? 1 : 0)));
+  longest = 0;
+  assert.throws(() => sftExample(spied, [{ role: 'user', content: huge }], 'ok', 256), /^SFT example cannot fit in 256 tokens: the prompt alone takes more than that/);
+  assert.ok(longest < 1_000_000, `tokenized a text of ${longest} characters`);
 });
 
 test.run();

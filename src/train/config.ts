@@ -1,0 +1,418 @@
+// Trainer configs in the style of TRL's TrainingArguments / RewardConfig / SFTConfig / GRPOConfig:
+// one typed snake_case record per trainer, every field documented with its default and where the
+// value comes from, defaults in one exported constant per config, and one validator. The CLI reads
+// its flags, defaults and --help from the field tables below, so the library and the CLI cannot
+// disagree. A run's config.json is such a record (and a valid --config).
+import * as path from 'node:path';
+import { ConfigError } from '../model/config.js';
+
+export { ConfigError };
+
+/** One field of a config: its kind, limits, default and the sentence its --help shows. */
+export type Field =
+  | { kind: 'int'; doc: string; min?: number; max?: number; nullable?: boolean; resumable?: boolean }
+  | { kind: 'number'; doc: string; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean; nullable?: boolean; resumable?: boolean }
+  | { kind: 'string'; doc: string; nullable?: boolean; resumable?: boolean }
+  | { kind: 'enum'; doc: string; values: readonly string[]; resumable?: boolean }
+  | { kind: 'boolean'; doc: string; resumable?: boolean };
+
+/** What every trainer shares (TRL's TrainingArguments, reduced to what a single-process run needs). */
+export interface TrainingArgs {
+  /** Run folder: config.json, metrics.jsonl, checkpoints/, chart.svg and the trained weights. */
+  out: string;
+  /** Optimizer steps. On resume it may grow (the run continues to the new total). */
+  steps: number;
+  /** Peak learning rate (after warmup). */
+  lr: number;
+  /** Learning-rate schedule (Hugging Face get_scheduler's formulas). */
+  lr_scheduler: 'constant' | 'constant_with_warmup' | 'linear' | 'cosine';
+  /** Share of the steps spent warming up linearly from 0 (rounded to whole steps). */
+  warmup_ratio: number;
+  /** AdamW's decoupled weight decay (Loshchilov and Hutter), on trained tensors of rank >= 2. */
+  weight_decay: number;
+  /** Global gradient-norm clip (0 turns clipping off). */
+  max_grad_norm: number;
+  /** Examples per forward pass; the step's examples are split into micro-batches whose gradients
+   * are accumulated (the step is the same, memory is bounded by one micro-batch). */
+  micro_batch_size: number;
+  /** Save a checkpoint every N steps (0: only the final one). */
+  save_every: number;
+  /** Checkpoints kept in the run folder (the newest ones). */
+  keep_last: number;
+  /** A progress line every N steps when stderr is not a terminal (CI, nohup, a log file). */
+  logging_steps: number;
+  /** Seed of initialisation, data order, dropout and sampling: same seed, same run. */
+  seed: number;
+  /** Recompute each decoder layer in the backward pass: less memory, about 1/3 slower. */
+  gradient_checkpointing: boolean;
+  /** tfjs backend: auto tries tfjs-node-gpu (CUDA), tfjs-node, wasm, then cpu. */
+  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  /** Continue the run in `out` from its newest checkpoint (settings must match the saved ones). */
+  resume: boolean;
+  /** Start a new run in a non-empty `out`, deleting the previous run's files there. */
+  overwrite: boolean;
+}
+
+/** The criteria-injected reward model's trainer (ProMedical's Explicit Criteria Injection). */
+export interface RewardConfig extends TrainingArgs {
+  /** Backbone: a Hugging Face Qwen3 folder; null = the tiny random Qwen3 from the user cache. */
+  model: string | null;
+  /** Training records (JSONL in `format`). */
+  data: string;
+  /** Held-out records, evaluated every eval_every steps and at the end (null: none). */
+  eval_data: string | null;
+  /** Format of data and eval_data. */
+  format: 'promedical' | 'healthbench' | 'kqa' | 'kqa-nli' | 'rar' | 'ultramedical';
+  /** Criterion pairs per optimizer step. */
+  batch_size: number;
+  /** Pairs per forward pass in the held-out evaluation. */
+  eval_batch_size: number;
+  /** Evaluate every N steps (0: only at the end). */
+  eval_every: number;
+  /** Longest ECI input in tokens; the response is cut first, then earlier prompt turns. */
+  max_length: number;
+  /** Train LoRA adapters (q, k, v, o) of this rank instead of the whole backbone (null: full). */
+  lora_rank: number | null;
+  /** LoRA's alpha (null: 2 x rank). */
+  lora_alpha: number | null;
+  /** One head for all tiers (the ablation of ProMedical's tier heads). */
+  shared_head: boolean;
+  /** Weight of the pointwise BCE on the same logits next to Bradley-Terry. */
+  pointwise_weight: number;
+  /** TRL RewardTrainer's center_rewards_coefficient (Eisenstein et al.): c x mean((r_c + r_r)^2). */
+  center_coefficient: number;
+  /** Margin of each pair = this x its grade difference (0: plain Bradley-Terry; Llama 2's margin loss). */
+  margin: number;
+}
+
+/** Supervised fine-tuning with TRL SFTTrainer's completion-only loss (the GRPO warm start). */
+export interface SftConfig extends TrainingArgs {
+  /** Starting model: a Hugging Face Qwen3 folder; null = the tiny random Qwen3. */
+  model: string | null;
+  /** Records whose responses are imitated. */
+  data: string;
+  /** Format of data. */
+  format: RewardConfig['format'];
+  /** Sequences per optimizer step. */
+  batch_size: number;
+  /** Which responses to imitate: all (mixed quality) or the best-graded one per record. */
+  responses: 'all' | 'best';
+  /** Longest prompt + response in tokens (the response tail is cut, its end token kept). */
+  max_length: number;
+}
+
+/** GRPO guided by the reward model (DeepSeekMath's GRPO with TRL GRPOTrainer's options). */
+export interface GrpoConfig extends TrainingArgs {
+  /** Starting policy, a Qwen3 folder; null = a quick SFT policy trained into `<out>/start/`. */
+  policy: string | null;
+  /** Criteria-injected reward model folder; null = a quick one trained into `<out>/start/`. */
+  rm: string | null;
+  /** Records whose prompts and rubrics drive training. */
+  data: string;
+  /** Held-out records answered greedily before and after training and judged by the RM (null: skip). */
+  eval_data: string | null;
+  /** Completions per prompt, G (ProMedical and DeepSeekMath: 8). */
+  num_generations: number;
+  /** Prompts per optimizer step; the step has prompts_per_step x num_generations completions. */
+  prompts_per_step: number;
+  /** Longest completion in tokens. */
+  max_new_tokens: number;
+  /** Sampling temperature of the rollouts (also divides the logits of the loss, as TRL). */
+  temperature: number;
+  /** Nucleus sampling of the rollouts (1: off). */
+  top_p: number;
+  /** Top-k sampling of the rollouts (0: off). */
+  top_k: number;
+  /** KL coefficient to the reference policy (ProMedical and DeepSeekMath: 0.04; TRL now defaults
+   * to 0); 0 skips the reference policy. */
+  beta: number;
+  /** Aggregation of the per-token loss: grpo (per-sequence mean, DeepSeekMath), bnpo, dr_grpo
+   * (Dr. GRPO's constant normaliser), dapo (tokens of the whole generation batch). */
+  loss_type: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
+  /** Lower clip range of the importance ratio (PPO's epsilon). */
+  epsilon: number;
+  /** Upper clip range (null: = epsilon; DAPO's clip-higher uses 0.28). */
+  epsilon_high: number | null;
+  /** Two-sided clipping: cap of the unclipped ratio (null: off). */
+  delta: number | null;
+  /** token (GRPO) or sequence (GSPO: one ratio per completion). */
+  importance_sampling: 'token' | 'sequence';
+  /** How advantages are scaled: group std (GRPO), batch std, or none (Dr. GRPO). */
+  scale_rewards: 'group' | 'batch' | 'none';
+  /** Zero the loss of completions that hit max_new_tokens (DAPO). */
+  mask_truncated_completions: boolean;
+  /** Policy updates per generation batch (> 1 keeps the old log-probs for the ratio). */
+  num_iterations: number;
+  /** DAPO's soft overlong penalty with this cache in tokens (null: off). */
+  overlong_cache: number | null;
+  /** Train LoRA adapters on every projection; the reference is then the adapter-free policy (null: full). */
+  lora_rank: number | null;
+}
+
+type Fields<C> = { [K in keyof C]-?: Field };
+
+const TRAINING_FIELDS: Fields<TrainingArgs> = {
+  out: { kind: 'string', doc: 'Run folder: config.json, metrics.jsonl, checkpoints/, chart.svg and the trained weights.' },
+  steps: { kind: 'int', min: 1, resumable: true, doc: 'Optimizer steps (may grow on --resume: the run continues to the new total).' },
+  lr: { kind: 'number', min: 0, exclusiveMin: true, doc: 'Peak learning rate (after warmup).' },
+  lr_scheduler: { kind: 'enum', values: ['constant', 'constant_with_warmup', 'linear', 'cosine'], doc: 'Learning-rate schedule (Hugging Face get_scheduler formulas).' },
+  warmup_ratio: { kind: 'number', min: 0, max: 1, exclusiveMax: true, doc: 'Share of the steps warming up linearly from 0.' },
+  weight_decay: { kind: 'number', min: 0, doc: "AdamW's decoupled weight decay (rank >= 2 tensors)." },
+  max_grad_norm: { kind: 'number', min: 0, doc: 'Global gradient-norm clip (0: off).' },
+  micro_batch_size: { kind: 'int', min: 1, resumable: true, doc: 'Examples per forward pass; a step accumulates the gradients of its micro-batches (same step, less memory).' },
+  save_every: { kind: 'int', min: 0, resumable: true, doc: 'Checkpoint every N steps (0: only the final one).' },
+  keep_last: { kind: 'int', min: 1, resumable: true, doc: 'Checkpoints kept (the newest).' },
+  logging_steps: { kind: 'int', min: 1, resumable: true, doc: 'A progress line every N steps when stderr is not a terminal.' },
+  seed: { kind: 'int', min: 0, doc: 'Seed of initialisation, data order, dropout and sampling.' },
+  gradient_checkpointing: { kind: 'boolean', resumable: true, doc: 'Recompute each layer in the backward pass: less memory, about 1/3 slower.' },
+  backend: { kind: 'enum', values: ['auto', 'tensorflow', 'wasm', 'cpu'], resumable: true, doc: 'auto tries tfjs-node-gpu (CUDA), tfjs-node, wasm, then cpu.' },
+  resume: { kind: 'boolean', resumable: true, doc: 'Continue the run in --out from its newest checkpoint (settings must match).' },
+  overwrite: { kind: 'boolean', resumable: true, doc: "Start a new run in a non-empty --out, deleting the previous run's files there." },
+};
+
+const FORMATS = ['promedical', 'healthbench', 'kqa', 'kqa-nli', 'rar', 'ultramedical'] as const;
+
+export const REWARD_CONFIG_FIELDS: Fields<RewardConfig> = {
+  model: { kind: 'string', nullable: true, doc: 'Backbone, a Hugging Face Qwen3 folder (default: the tiny random Qwen3 in the user cache).' },
+  data: { kind: 'string', doc: 'Training records (JSONL in --format).' },
+  eval_data: { kind: 'string', nullable: true, doc: 'Held-out records, never trained on ("" or null: none).' },
+  format: { kind: 'enum', values: FORMATS, doc: 'Format of --data and --eval-data.' },
+  batch_size: { kind: 'int', min: 1, doc: 'Criterion pairs per optimizer step.' },
+  eval_batch_size: { kind: 'int', min: 1, resumable: true, doc: 'Pairs per forward pass in the held-out evaluation.' },
+  eval_every: { kind: 'int', min: 0, resumable: true, doc: 'Evaluate every N steps (0: only at the end).' },
+  max_length: { kind: 'int', min: 16, doc: 'Longest ECI input in tokens; the response is cut first.' },
+  lora_rank: { kind: 'int', min: 1, nullable: true, doc: 'Train LoRA adapters (q,k,v,o) of rank R instead of the whole backbone.' },
+  lora_alpha: { kind: 'number', min: 0, exclusiveMin: true, nullable: true, doc: "LoRA's alpha (default 2 x rank)." },
+  shared_head: { kind: 'boolean', doc: "One head for all tiers (the ablation of ProMedical's tier heads)." },
+  pointwise_weight: { kind: 'number', min: 0, doc: 'Weight of the pointwise BCE next to Bradley-Terry.' },
+  center_coefficient: { kind: 'number', min: 0, doc: "TRL's center_rewards_coefficient: c x mean((r_c + r_r)^2)." },
+  margin: { kind: 'number', min: 0, doc: 'Pair margin = this x grade difference (0: plain Bradley-Terry).' },
+  ...TRAINING_FIELDS,
+};
+
+export const SFT_CONFIG_FIELDS: Fields<SftConfig> = {
+  model: { kind: 'string', nullable: true, doc: 'Starting model, a Hugging Face Qwen3 folder (default: the tiny random Qwen3).' },
+  data: { kind: 'string', doc: 'Records whose responses are imitated.' },
+  format: { kind: 'enum', values: FORMATS, doc: 'Format of --data.' },
+  batch_size: { kind: 'int', min: 1, doc: 'Sequences per optimizer step.' },
+  responses: { kind: 'enum', values: ['all', 'best'], doc: 'Imitate all responses (mixed quality) or the best-graded one per record.' },
+  max_length: { kind: 'int', min: 16, doc: 'Longest prompt + response in tokens.' },
+  ...TRAINING_FIELDS,
+};
+
+export const GRPO_CONFIG_FIELDS: Fields<GrpoConfig> = {
+  policy: { kind: 'string', nullable: true, doc: 'Starting policy, a Qwen3 folder (default: a quick SFT policy trained into <out>/start).' },
+  rm: { kind: 'string', nullable: true, doc: 'Reward model folder (default: a quick one trained into <out>/start).' },
+  data: { kind: 'string', doc: 'Records whose prompts and rubrics drive training.' },
+  eval_data: { kind: 'string', nullable: true, doc: 'Held-out records answered before and after training, judged by the RM ("": skip).' },
+  num_generations: { kind: 'int', min: 2, doc: 'Completions per prompt, G (paper: 8).' },
+  prompts_per_step: { kind: 'int', min: 1, doc: 'Prompts per optimizer step.' },
+  max_new_tokens: { kind: 'int', min: 1, doc: 'Longest completion in tokens.' },
+  temperature: { kind: 'number', min: 0, exclusiveMin: true, doc: 'Sampling temperature (also divides the logits of the loss).' },
+  top_p: { kind: 'number', min: 0, max: 1, exclusiveMin: true, doc: 'Nucleus sampling (1: off).' },
+  top_k: { kind: 'int', min: 0, doc: 'Top-k sampling (0: off).' },
+  beta: { kind: 'number', min: 0, doc: 'KL coefficient (paper and DeepSeekMath: 0.04; TRL now defaults to 0); 0 skips the reference.' },
+  loss_type: { kind: 'enum', values: ['grpo', 'bnpo', 'dr_grpo', 'dapo'], doc: 'Token aggregation of the loss.' },
+  epsilon: { kind: 'number', min: 0, exclusiveMin: true, doc: 'Lower clip range of the ratio.' },
+  epsilon_high: { kind: 'number', min: 0, exclusiveMin: true, nullable: true, doc: "Upper clip range (default: epsilon; DAPO's clip-higher: 0.28)." },
+  delta: { kind: 'number', min: 1, exclusiveMin: true, nullable: true, doc: 'Two-sided clipping: cap of the unclipped ratio (default off).' },
+  importance_sampling: { kind: 'enum', values: ['token', 'sequence'], doc: 'token (GRPO) or sequence (GSPO) importance ratios.' },
+  scale_rewards: { kind: 'enum', values: ['group', 'batch', 'none'], doc: 'Advantage scaling: group std, batch std, or none (Dr. GRPO).' },
+  mask_truncated_completions: { kind: 'boolean', doc: 'No loss on completions that hit --max-new-tokens (DAPO).' },
+  num_iterations: { kind: 'int', min: 1, doc: 'Policy updates per generation batch.' },
+  overlong_cache: { kind: 'int', min: 1, nullable: true, doc: "DAPO's soft overlong penalty with this cache in tokens (default off)." },
+  lora_rank: { kind: 'int', min: 1, nullable: true, doc: 'Train LoRA adapters of rank R; the reference is the adapter-free policy.' },
+  ...TRAINING_FIELDS,
+};
+
+const TRAINING_DEFAULTS = {
+  lr_scheduler: 'cosine',
+  weight_decay: 0,
+  max_grad_norm: 1,
+  keep_last: 2,
+  logging_steps: 10,
+  seed: 0,
+  gradient_checkpointing: false,
+  backend: 'auto',
+  resume: false,
+  overwrite: false,
+} as const;
+
+/** RewardConfig's defaults: what `npm run train-rm` runs (measured on the bundled data; the paper's
+ * 8B run used lr 5e-6, batch 64, 2 epochs, max length 8192). */
+export const REWARD_CONFIG_DEFAULTS: Readonly<RewardConfig> = Object.freeze({
+  ...TRAINING_DEFAULTS,
+  out: 'runs/train-rm',
+  model: null,
+  data: 'data/train.jsonl',
+  eval_data: 'data/test.jsonl',
+  format: 'promedical',
+  steps: 120,
+  lr: 2e-3,
+  warmup_ratio: 0.1,
+  batch_size: 16,
+  micro_batch_size: 8,
+  eval_batch_size: 16,
+  eval_every: 40,
+  save_every: 30,
+  max_length: 384,
+  lora_rank: null,
+  lora_alpha: null,
+  shared_head: false,
+  pointwise_weight: 0.5,
+  center_coefficient: 0,
+  margin: 0,
+});
+
+/** SftConfig's defaults: what `npm run train-sft` runs. */
+export const SFT_CONFIG_DEFAULTS: Readonly<SftConfig> = Object.freeze({
+  ...TRAINING_DEFAULTS,
+  out: 'runs/train-sft',
+  model: null,
+  data: 'data/train.jsonl',
+  format: 'promedical',
+  steps: 80,
+  lr: 1e-2,
+  warmup_ratio: 0.05,
+  batch_size: 8,
+  micro_batch_size: 2,
+  save_every: 27,
+  responses: 'all',
+  max_length: 256,
+});
+
+/** GrpoConfig's defaults: what `npm run train-grpo` runs (G 8 and beta 0.04 as the paper; lr chosen
+ * by measurement on the tiny model, the paper's 8B run used 1e-6). */
+export const GRPO_CONFIG_DEFAULTS: Readonly<GrpoConfig> = Object.freeze({
+  ...TRAINING_DEFAULTS,
+  out: 'runs/train-grpo',
+  policy: null,
+  rm: null,
+  data: 'data/train.jsonl',
+  eval_data: 'data/test.jsonl',
+  steps: 40,
+  lr: 2e-4,
+  lr_scheduler: 'constant',
+  warmup_ratio: 0,
+  micro_batch_size: 4,
+  save_every: 13,
+  num_generations: 8,
+  prompts_per_step: 2,
+  max_new_tokens: 48,
+  temperature: 1,
+  top_p: 1,
+  top_k: 50,
+  beta: 0.04,
+  loss_type: 'grpo',
+  epsilon: 0.2,
+  epsilon_high: null,
+  delta: null,
+  importance_sampling: 'token',
+  scale_rewards: 'group',
+  mask_truncated_completions: false,
+  num_iterations: 1,
+  overlong_cache: null,
+  lora_rank: null,
+});
+
+export type ConfigKind = 'reward' | 'sft' | 'grpo';
+type ConfigOf<K extends ConfigKind> = K extends 'reward' ? RewardConfig : K extends 'sft' ? SftConfig : GrpoConfig;
+
+export const CONFIG_FIELDS: { [K in ConfigKind]: Fields<ConfigOf<K>> } = { reward: REWARD_CONFIG_FIELDS, sft: SFT_CONFIG_FIELDS, grpo: GRPO_CONFIG_FIELDS };
+export const CONFIG_DEFAULTS: { [K in ConfigKind]: Readonly<ConfigOf<K>> } = { reward: REWARD_CONFIG_DEFAULTS, sft: SFT_CONFIG_DEFAULTS, grpo: GRPO_CONFIG_DEFAULTS };
+
+/** What a field accepts, in words (for errors and --help). */
+export function describeField(f: Field): string {
+  const nul = 'nullable' in f && f.nullable ? ' or null' : '';
+  switch (f.kind) {
+    case 'enum':
+      return `one of ${f.values.join(', ')}`;
+    case 'boolean':
+      return 'true or false';
+    case 'string':
+      return `a string${nul}`;
+    case 'int':
+    case 'number': {
+      const what = f.kind === 'int' ? 'a whole number' : 'a finite number';
+      const lo = f.min === undefined ? '' : `${f.kind === 'number' && f.exclusiveMin ? '>' : '>='} ${f.min}`;
+      const hi = f.max === undefined ? '' : `${f.kind === 'number' && f.exclusiveMax ? '<' : '<='} ${f.max}`;
+      return `${what}${lo || hi ? ` ${[lo, hi].filter(Boolean).join(' and ')}` : ''}${nul}`;
+    }
+  }
+}
+
+/** Checks one value against its field; returns the reason it is wrong, or null. */
+export function fieldProblem(f: Field, v: unknown): string | null {
+  if (v === null) return 'nullable' in f && f.nullable ? null : 'null is not allowed';
+  switch (f.kind) {
+    case 'boolean':
+      return typeof v === 'boolean' ? null : 'not a boolean';
+    case 'string':
+      return typeof v === 'string' ? null : 'not a string';
+    case 'enum':
+      return typeof v === 'string' && f.values.includes(v) ? null : 'not an allowed value';
+    case 'int':
+    case 'number': {
+      if (typeof v !== 'number' || !Number.isFinite(v)) return 'not a finite number';
+      if (f.kind === 'int' && !Number.isInteger(v)) return 'not a whole number';
+      const exMin = f.kind === 'number' && f.exclusiveMin;
+      const exMax = f.kind === 'number' && f.exclusiveMax;
+      if (f.min !== undefined && (exMin ? v <= f.min : v < f.min)) return 'out of range';
+      if (f.max !== undefined && (exMax ? v >= f.max : v > f.max)) return 'out of range';
+      return null;
+    }
+  }
+}
+
+/**
+ * Merges `config` over the defaults of `kind` and validates every field: wrong types, non-integers,
+ * out-of-range values, unknown enum values and unknown keys throw a ConfigError naming the field,
+ * the value and what is allowed (`source`, e.g. a file name, prefixes the message). Cross-field
+ * rules (micro-batch within the batch, warmup with a warmup schedule) are checked too.
+ */
+export function validateConfig<K extends ConfigKind>(kind: K, config: Record<string, unknown>, source?: string): ConfigOf<K> {
+  const fields = CONFIG_FIELDS[kind] as Record<string, Field>;
+  const at = source ? `${source}: ` : '';
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ConfigError(`${at}a config must be an object`);
+  for (const key of Object.keys(config)) {
+    if (!(key in fields)) {
+      const near = Object.keys(fields).find((k) => k.replace(/_/g, '') === key.replace(/[-_]/g, '').toLowerCase());
+      throw new ConfigError(`${at}unknown field "${key}"${near ? ` (did you mean "${near}"?)` : ''}`);
+    }
+  }
+  const merged = { ...CONFIG_DEFAULTS[kind], ...config } as Record<string, unknown>;
+  for (const [key, f] of Object.entries(fields)) {
+    const problem = fieldProblem(f, merged[key]);
+    const v = merged[key];
+    if (problem) throw new ConfigError(`${at}${key} = ${typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v)}: ${problem}; expected ${describeField(f)}`);
+  }
+  const c = merged as unknown as ConfigOf<K>;
+  if ('batch_size' in c && c.micro_batch_size > (c as { batch_size: number }).batch_size) {
+    throw new ConfigError(`${at}micro_batch_size = ${c.micro_batch_size} is larger than batch_size = ${(c as { batch_size: number }).batch_size}`);
+  }
+  if (c.resume && c.overwrite) throw new ConfigError(`${at}resume and overwrite exclude each other: resume continues the run in out, overwrite deletes it`);
+  return c;
+}
+
+/** Fields whose value may differ when a run is resumed (cadences, the step total, the backend). */
+export function resumableFields(kind: ConfigKind): Set<string> {
+  return new Set(Object.entries(CONFIG_FIELDS[kind] as Record<string, Field>).filter(([, f]) => f.resumable).map(([k]) => k));
+}
+
+/** Fields that hold file or folder paths. */
+export const PATH_FIELDS = ['out', 'model', 'data', 'eval_data', 'policy', 'rm'] as const;
+
+/**
+ * The config as a run folder stores it: paths relative to the run folder (`out` itself is "."),
+ * so the folder can move and its config.json still works as a --config (whose paths resolve
+ * against the file's folder).
+ */
+export function storedConfig<C extends TrainingArgs>(c: C): C {
+  const out = path.resolve(c.out);
+  const stored = { ...c } as unknown as Record<string, unknown>;
+  for (const k of PATH_FIELDS) {
+    const v = stored[k];
+    if (typeof v === 'string' && v !== '') stored[k] = path.relative(out, path.resolve(v)) || '.';
+  }
+  return stored as unknown as C;
+}
