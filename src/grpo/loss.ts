@@ -2,6 +2,7 @@
 // sequence-level), optional two-sided clipping (delta), KL to a reference policy, and the
 // grpo / bnpo / dr_grpo / dapo aggregations (docs/formulas.md).
 import * as tf from '@tensorflow/tfjs';
+import { customOp } from '../ops/custom_grad.js';
 
 export type KlKind = 'k1' | 'k2' | 'k3';
 
@@ -58,7 +59,7 @@ export interface GrpoMetrics {
 }
 
 /** Identity whose gradient is zero (the detached old log-probs of a single-update step). */
-const stopGradient = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
+const stopGradient = customOp((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => [tf.zerosLike(dy)] }));
 
 /** The metrics as device scalars (kept: the caller disposes them), read when convenient. */
 export type GrpoMetricTensors = { [K in keyof GrpoMetrics]: tf.Scalar };
