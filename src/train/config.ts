@@ -33,7 +33,8 @@ export interface TrainingArgs {
   /** Global gradient-norm clip (0 turns clipping off). */
   max_grad_norm: number;
   /** Examples per forward pass; the step's examples are split into micro-batches whose gradients
-   * are accumulated (the step is the same, memory is bounded by one micro-batch). */
+   * are accumulated (the step is the same, memory is bounded by one micro-batch). Its default is
+   * capped at batch_size. */
   micro_batch_size: number;
   /** Save a checkpoint every N steps (0: only the final one). */
   save_every: number;
@@ -159,7 +160,7 @@ const TRAINING_FIELDS: Fields<TrainingArgs> = {
   warmup_ratio: { kind: 'number', min: 0, max: 1, exclusiveMax: true, doc: 'Share of the steps warming up linearly from 0.' },
   weight_decay: { kind: 'number', min: 0, doc: "AdamW's decoupled weight decay (rank >= 2 tensors)." },
   max_grad_norm: { kind: 'number', min: 0, doc: 'Global gradient-norm clip (0: off).' },
-  micro_batch_size: { kind: 'int', min: 1, resumable: true, doc: 'Examples per forward pass; a step accumulates the gradients of its micro-batches (same step, less memory).' },
+  micro_batch_size: { kind: 'int', min: 1, resumable: true, doc: 'Examples per forward pass; a step accumulates the gradients of its micro-batches (same step, less memory); the default is capped at the batch size.' },
   save_every: { kind: 'int', min: 0, resumable: true, doc: 'Checkpoint every N steps (0: only the final one).' },
   keep_last: { kind: 'int', min: 1, resumable: true, doc: 'Checkpoints kept (the newest).' },
   logging_steps: { kind: 'int', min: 1, resumable: true, doc: 'A progress line every N steps when stderr is not a terminal.' },
@@ -367,8 +368,9 @@ export function fieldProblem(f: Field, v: unknown): string | null {
 /**
  * Merges `config` over the defaults of `kind` and validates every field: wrong types, non-integers,
  * out-of-range values, unknown enum values and unknown keys throw a ConfigError naming the field,
- * the value and what is allowed (`source`, e.g. a file name, prefixes the message). Cross-field
- * rules (micro-batch within the batch, warmup with a warmup schedule) are checked too.
+ * the value and what is allowed (`source`, e.g. a file name, prefixes the message). A field set
+ * to undefined counts as not given. Cross-field rules: a micro-batch within the batch (its default
+ * is capped at batch_size), resume and overwrite not both.
  */
 export function validateConfig<K extends ConfigKind>(kind: K, config: Record<string, unknown>, source?: string): ConfigOf<K> {
   const fields = CONFIG_FIELDS[kind] as Record<string, Field>;
@@ -380,7 +382,12 @@ export function validateConfig<K extends ConfigKind>(kind: K, config: Record<str
       throw new ConfigError(`${at}unknown field "${key}"${near ? ` (did you mean "${near}"?)` : ''}`);
     }
   }
-  const merged = { ...CONFIG_DEFAULTS[kind], ...config } as Record<string, unknown>;
+  const given = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined));
+  const merged = { ...CONFIG_DEFAULTS[kind], ...given } as Record<string, unknown>;
+  // The default micro-batch never exceeds a smaller batch the user asked for.
+  if (!('micro_batch_size' in given) && typeof merged.batch_size === 'number' && Number.isInteger(merged.batch_size) && merged.batch_size >= 1) {
+    merged.micro_batch_size = Math.min(merged.micro_batch_size as number, merged.batch_size);
+  }
   for (const [key, f] of Object.entries(fields)) {
     const problem = fieldProblem(f, merged[key]);
     const v = merged[key];

@@ -49,6 +49,10 @@ test('wrong types, non-integers, out-of-range values, unknown enum values and un
   }
   assert.throws(() => validateConfig('sft', { steps: -1 }, 'my.json'), /^my\.json: steps = -1: out of range/);
   assert.is(validateConfig('grpo', { lora_rank: null, epsilon_high: 0.28 }).epsilon_high, 0.28);
+  // undefined is "not given"; the default micro-batch (2 for SFT) shrinks to a smaller batch, a given one does not.
+  assert.is(validateConfig('sft', { lr: undefined }).lr, SFT_CONFIG_DEFAULTS.lr);
+  assert.is(validateConfig('sft', { batch_size: 1 }).micro_batch_size, 1);
+  assert.is(validateConfig('sft', { batch_size: 6 }).micro_batch_size, SFT_CONFIG_DEFAULTS.micro_batch_size);
 });
 
 test('stored configs keep paths relative to the run folder; resume may change only the step total and cadences', () => {
