@@ -110,10 +110,12 @@ test('defaultBaseline: the policy a train-grpo run started from, absolute or rel
   // Relative to the run folder: <tmp>/rel/../sft/policy is <tmp>/sft/policy.
   assert.is(defaultBaseline(run('rel', { policy: '../sft/policy' })), path.join(tmp, 'sft', 'policy'));
   assert.is(defaultBaseline(run('rel-inside', { policy: 'start' })), path.join(tmp, 'rel-inside', 'start'));
-  // A run written before that convention: the path exists from the working folder only.
+  // A run written before that convention: the path exists from the working folder only. The run
+  // folder sits deeper than any working folder, so the path cannot also resolve from it by chance.
   fs.mkdirSync(path.join(tmp, 'legacy-sft'), { recursive: true });
   const fromCwd = path.relative(process.cwd(), path.join(tmp, 'legacy-sft'));
-  assert.is(defaultBaseline(run('legacy', { policy: fromCwd })), fromCwd);
+  const deep = path.join('legacy', ...process.cwd().split(path.sep).filter(Boolean).map((_, i) => `d${i}`));
+  assert.is(defaultBaseline(run(deep, { policy: fromCwd })), fromCwd);
   // No run config, no policy in it, or not a folder source: no baseline.
   assert.is(defaultBaseline(run('bare', undefined)), undefined);
   assert.is(defaultBaseline(run('other', { model: 'x' })), undefined);
