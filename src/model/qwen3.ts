@@ -41,8 +41,9 @@ export interface TargetLogProbOptions<Targets extends CausalTargets = CausalTarg
   targets: Targets;
   /** Divides the logits before the softmax (default 1; the sampling temperature in GRPO). */
   temperature?: number;
-  /** Also return each predicting position's entropy (not differentiated). */
-  entropy?: boolean;
+  /** Also return each predicting position's entropy: true (a constant for autodiff) or
+   * 'differentiable' (an entropy bonus in the loss trains through it). */
+  entropy?: boolean | 'differentiable';
 }
 
 /** log p of the targets ([B, L] for lastTokens, [N] for rows), and their entropies when asked. */
@@ -191,7 +192,7 @@ export class Qwen3ForCausalLM {
    * - `{ rows, ids }`: any positions of the flattened batch; returns [N], in the order of `rows`.
    *
    * With `entropy`, also each predicting position's entropy -sum p log p at that temperature, in
-   * the shape of `logp` (not differentiated).
+   * the shape of `logp`, from the same fused pass (differentiated only when 'differentiable').
    */
   targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions<LastTokens>): TargetLogProbs<tf.Tensor2D>;
   targetLogProbs(inputIds: tf.Tensor2D, opts: TargetLogProbOptions<TargetRows>): TargetLogProbs<tf.Tensor1D>;

@@ -34,8 +34,9 @@ export interface LmHeadOptions {
   chunkRows?: number;
   /** Compute dL/dW (default true); false treats W as a constant (frozen base weights). */
   trainWeight?: boolean;
-  /** Also return each row's entropy -sum p log p (not differentiated). */
-  entropy?: boolean;
+  /** Also return each row's entropy -sum p log p: true (a constant for autodiff), or
+   * 'differentiable' (its gradient flows into x and W too: an entropy bonus in a loss). */
+  entropy?: boolean | 'differentiable';
   /** Rows of W per product in the gradient (default: all of a W up to 128 MB, else 32 MB blocks);
    * fewer than V also computes the logits with W as the first operand, untransposed. */
   wBlockRows?: number;
@@ -152,62 +153,97 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
   const keepProbs = !(opts.recompute ?? N * V * 4 > KEEP_PROBS_BYTES);
   // A large W is used in blocks of rows (PACK_W_BYTES); a small one whole, and transposed once.
   const wRows = opts.wBlockRows ?? (V * H * 4 <= PACK_W_BYTES ? V : Math.max(1, Math.floor(PACK_W_BYTES / 4 / H / 4)));
+  const entropyGrad = opts.entropy === 'differentiable';
   let entropy: tf.Tensor1D | undefined;
 
   // The op's inputs: x and W (when trained); ids and a frozen W are closed over.
   const f = (xi: tf.Tensor2D, wi: tf.Tensor2D): CustomOpResult<tf.Tensor1D> => {
+    // With a differentiable entropy the op's value is [logp; entropy] ([2N]), split after it.
     const xs = temperature === 1 ? xi : (xi.div(temperature) as tf.Tensor2D);
     // A small W is transposed once per call: its [H, V] copy makes every block's logits one plain
     // product without transposing a [c, V] block (which costs more than the product on wasm).
     const smallW = wRows >= V;
     const wT = smallW ? (wi.transpose() as tf.Tensor2D) : null;
-    const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, wT, ids.slice(b.r0, b.rows), opts.entropy ?? false));
+    const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, wT, ids.slice(b.r0, b.rows), (opts.entropy ?? false) !== false));
     wT?.dispose();
     const logp = tf.concat(parts.map((q) => q.logp)) as tf.Tensor1D;
-    if (opts.entropy) entropy = tf.keep(tf.concat(parts.map((q) => q.ent!)) as tf.Tensor1D);
+    const ent = opts.entropy ? (tf.concat(parts.map((q) => q.ent!)) as tf.Tensor1D) : undefined;
     const probs = keepProbs ? parts.map((q) => q.p) : [];
     tf.dispose(parts.flatMap((q) => [q.logp, ...(q.ent ? [q.ent] : []), ...(keepProbs ? [] : [q.p])]));
+    let value = logp;
+    if (entropyGrad) {
+      value = tf.concat([logp, ent!]) as tf.Tensor1D;
+      tf.dispose(logp);
+    } else if (ent) entropy = tf.keep(ent);
     return {
-      value: logp,
-      save: [xs, wi, ids, ...probs], // ids too: a tensor made inside the op is freed after it
-      gradFunc: (dy, saved) => {
-        const [xsS, wS, idsS, ...kept] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, ...tf.Tensor2D[]];
+      value,
+      save: [xs, wi, ids, ...(entropyGrad ? [ent!] : []), ...probs], // ids too: a tensor made inside the op is freed after it
+      gradFunc: (dyAll, saved) => {
+        const [xsS, wS, idsS, ...rest] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, ...tf.Tensor2D[]];
+        const entS = entropyGrad ? (rest.shift() as unknown as tf.Tensor1D) : null;
+        const kept = rest;
         // With z = (x / T) W^T and d logp / d z = onehot(y) - P:
         //   dL/dx_i = (dy_i / T) (W[y_i] - P_i W),   dL/dW = sum_i dy_i (onehot(y_i) - P_i)^T (x_i / T).
+        // A differentiable entropy adds d H / d z = -P (log P + H) with its upstream gradient g_i, so
+        // the P part becomes M_i = P_i (dy_i + g_i (log P_i + H_i)) and dz_i = dy_i onehot(y_i) - M_i.
+        const dy = entropyGrad ? dyAll.slice(0, N) : dyAll;
+        const dyEnt = entropyGrad ? dyAll.slice(N, N) : null;
+        const pPart = (p: tf.Tensor2D, b: Block) => tf.tidy(() => {
+          const col = (t: tf.Tensor1D) => t.slice(b.r0, b.rows).expandDims(1);
+          return p.mul(col(dy).add(col(dyEnt!).mul(p.maximum(FLT_MIN).log().add(col(entS!))))) as tf.Tensor2D;
+        });
         const dyT = dy.div(temperature) as tf.Tensor1D;
         const dxParts: tf.Tensor2D[] = [];
         let dWt: tf.Tensor2D | null = null; // [H, V]: the P part of dW^T, accumulated over blocks
-        const keptPW = keepProbs && wRows < V ? keptProbsTimesW(kept, wS, wRows) : null;
+        const blockList = blocks(N, rows);
+        const keptM = entropyGrad && keepProbs ? kept.map((p, k) => pPart(p, blockList[k])) : null;
+        const keptPW = keepProbs && wRows < V ? keptProbsTimesW(keptM ?? kept, wS, wRows) : null;
         // Recomputed blocks take the same transposed small W as the forward pass did.
         const wTr = !keepProbs && wRows >= V ? (wS.transpose() as tf.Tensor2D) : null;
-        for (const [k, b] of blocks(N, rows).entries()) {
+        for (const [k, b] of blockList.entries()) {
           const s = dyT.slice(b.r0, b.rows).expandDims(1);
           const sw = dy.slice(b.r0, b.rows).expandDims(1);
           const xb = xsS.slice([b.r0, 0], [b.rows, H]);
           const p = keepProbs ? kept[k] : tf.tidy(() => blockForward(xb, wS, wTr, idsS.slice(b.r0, b.rows), false).p);
-          dxParts.push(tf.tidy(() => tf.gather(wS, idsS.slice(b.r0, b.rows)).sub(keptPW ? keptPW[k] : probsTimesW(p, wS, wRows)).mul(s) as tf.Tensor2D));
+          // q: the block's P part, already weighted by the upstream gradients when it is M.
+          const q = keptM ? keptM[k] : entropyGrad ? pPart(p, b) : p;
+          dxParts.push(tf.tidy(() => {
+            const qW = keptPW ? keptPW[k] : probsTimesW(q, wS, wRows);
+            const wy = tf.gather(wS, idsS.slice(b.r0, b.rows));
+            return (entropyGrad ? wy.mul(s).sub(qW.div(temperature)) : wy.sub(qW).mul(s)) as tf.Tensor2D;
+          }));
           if (trainWeight) {
             const next: tf.Tensor2D = tf.tidy(() => {
-              const part = tf.matMul(xb.mul(sw).transpose(), p) as tf.Tensor2D; // [H, c] x [c, V]
+              const part = tf.matMul((entropyGrad ? xb : xb.mul(sw)).transpose(), q) as tf.Tensor2D; // [H, c] x [c, V]
               return dWt ? dWt.add(part) : part;
             });
             dWt?.dispose();
             dWt = next;
           }
           if (!keepProbs) p.dispose();
+          if (q !== p && !keptM) q.dispose();
           tf.dispose([s, sw, xb]);
         }
         const dx = tf.concat(dxParts) as tf.Tensor2D;
-        tf.dispose([dyT, ...dxParts, ...(keptPW ?? []), ...(wTr ? [wTr] : [])]);
-        if (!trainWeight) return [dx];
+        tf.dispose([dyT, ...dxParts, ...(keptPW ?? []), ...(keptM ?? []), ...(wTr ? [wTr] : []), ...(dyEnt ? [dyEnt] : [])]);
+        if (!trainWeight) {
+          if (entropyGrad) dy.dispose();
+          return [dx];
+        }
         const onehotPart = tf.tidy(() => tf.unsortedSegmentSum(xsS.mul(dy.expandDims(1)), idsS, V)); // sum_i dy_i x_i / T at row y_i
         const dW = onehotPart.sub(dWt!.transpose());
-        tf.dispose([onehotPart, dWt!]);
+        tf.dispose([onehotPart, dWt!, ...(entropyGrad ? [dy] : [])]);
         return [dx, dW];
       },
     };
   };
-  const logp = trainWeight ? customOp(f)(x, w) : customOp((xi: tf.Tensor2D) => f(xi, w))(x);
+  const value = trainWeight ? customOp(f)(x, w) : customOp((xi: tf.Tensor2D) => f(xi, w))(x);
+  if (entropyGrad) {
+    const out = { logp: value.slice(0, N), entropy: value.slice(N, N) };
+    value.dispose();
+    return out;
+  }
+  const logp = value;
   if (!entropy) return { logp };
   // Kept out of the op's scope; a clone belongs to the caller's scope like any other result.
   const kept: tf.Tensor1D = entropy;

@@ -59,6 +59,66 @@ for (const temperature of [1, 0.7]) {
   }
 }
 
+const upEnt = randomArray(N, 'lm-up-entropy');
+
+// The loss sum(up * logp + upEnt * H): an entropy bonus beside the policy term.
+function naiveWithEntropy(temperature: number, trainWeight: boolean): tf.Tensor[] {
+  const x = tf.tensor2d(xs, [N, H]);
+  const w = tf.tensor2d(ws, [V, H]);
+  const loss = (xi: tf.Tensor, wi: tf.Tensor) => {
+    const lp = tf.logSoftmax(tf.matMul(xi, wi, false, true).div(temperature));
+    const picked = lp.mul(tf.oneHot(tf.tensor1d(ids, 'int32'), V)).sum(-1);
+    const ent = tf.exp(lp).mul(lp).sum(-1).neg();
+    return picked.mul(tf.tensor1d(up)).add(ent.mul(tf.tensor1d(upEnt))).sum();
+  };
+  if (!trainWeight) return [tf.grad((xi: tf.Tensor) => loss(xi, w))(x)];
+  return tf.grads(loss)([x, w]);
+}
+
+for (const temperature of [1, 0.7]) {
+  for (const recompute of [false, true]) {
+    for (const [wBlockRows, trainWeight] of [[undefined, true], [64, true], [undefined, false]] as const) {
+      test(`a differentiable entropy: its gradient joins log p's (temperature ${temperature}, ${recompute ? 'recomputed' : 'kept'} probabilities, W ${wBlockRows ? `in ${wBlockRows}-row blocks` : 'whole'}${trainWeight ? '' : ', frozen'})`, async () => {
+        const want = await runOn('cpu', () => naiveWithEntropy(temperature, trainWeight));
+        for (const backend of ['cpu', 'wasm'] as const) {
+          const got = await runOn(backend, () => {
+            const x = tf.variable(tf.tensor2d(xs, [N, H]));
+            const w = tf.variable(tf.tensor2d(ws, [V, H]), trainWeight);
+            const vars = trainWeight ? [x, w] : [x];
+            const { grads } = tf.variableGrads(() => {
+              const r = lmHeadLogProbs(x, w, tf.tensor1d(ids, 'int32'), { temperature, chunkRows: 4, recompute, entropy: 'differentiable', wBlockRows, trainWeight });
+              return r.logp.mul(tf.tensor1d(up)).add(r.entropy!.mul(tf.tensor1d(upEnt))).sum() as tf.Scalar;
+            }, vars);
+            const out = vars.map((v) => grads[v.name]);
+            x.dispose();
+            w.dispose();
+            return out;
+          });
+          for (let k = 0; k < want.length; k++) {
+            assert.ok(maxAbsDiff(got[k], want[k]) < 2e-5, `${backend} ${['dL/dx', 'dL/dW'][k]}: max |diff| ${maxAbsDiff(got[k], want[k])}`);
+          }
+        }
+      });
+    }
+  }
+}
+
+test('a differentiable entropy equals the constant one in value and leaks no tensors', () => {
+  const x = tf.tensor2d(xs, [N, H]), w = tf.tensor2d(ws, [V, H]), id = tf.tensor1d(ids, 'int32');
+  const a = lmHeadLogProbs(x, w, id, { entropy: true, chunkRows: 4 });
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) {
+    const b = lmHeadLogProbs(x, w, id, { entropy: 'differentiable', chunkRows: 4 });
+    assert.ok(maxAbsDiff(a.logp, b.logp) < 1e-6 && maxAbsDiff(a.entropy!, b.entropy!) < 1e-6);
+    tf.dispose([b.logp, b.entropy!]);
+    tf.dispose(tf.grad((xi: tf.Tensor) => {
+      const r = lmHeadLogProbs(xi as tf.Tensor2D, w, id, { entropy: 'differentiable', chunkRows: 4 });
+      return r.logp.sum().add(r.entropy!.sum());
+    })(x));
+  }
+  assert.is(tf.memory().numTensors, before);
+});
+
 test('a token the model gives less than 1e-38 reads log(FLT_MIN) = -87.34 without entropy, exactly with it; gradients stay exact', async () => {
   // One row, V = 3: logits (200, 0, 0) via x = (200) and W = (1, 0, 0): p[1] = exp(-200) underflows.
   for (const backend of ['cpu', 'wasm'] as const) {
