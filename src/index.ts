@@ -109,8 +109,13 @@ export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js'
 // grpo: the policy-optimisation math (the trainer comes next)
 export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
 export type { AdvantageOptions } from './grpo/advantages.js';
+export { rewardAdvantages, zeroStdGroups } from './grpo/advantages.js';
+export type { RewardAdvantageOptions, RewardAggregation, RewardScale } from './grpo/advantages.js';
 export { grpoLoss, grpoLossTerms, klEstimate, LOSS_TYPES } from './grpo/loss.js';
 export type { GrpoMetricTensors } from './grpo/loss.js';
+export type { LossType } from './grpo/loss.js';
+export { importanceSamplingCorrection, IMPORTANCE_SAMPLING_MODES } from './grpo/importance_sampling.js';
+export type { ImportanceSamplingMode, ImportanceSamplingOptions, ImportanceSamplingMetrics } from './grpo/importance_sampling.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';
 export { trainGrpo } from './grpo/trainer.js';

@@ -127,9 +127,43 @@ export interface GrpoConfig extends TrainingArgs {
   /** KL coefficient to the reference policy (ProMedical and DeepSeekMath: 0.04; TRL now defaults
    * to 0); 0 skips the reference policy. */
   beta: number;
-  /** Aggregation of the per-token loss: grpo (per-sequence mean, DeepSeekMath), bnpo, dr_grpo
-   * (Dr. GRPO's constant normaliser), dapo (tokens of the whole generation batch). */
-  loss_type: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
+  /** The policy loss (docs/formulas.md): grpo (per-sequence mean, DeepSeekMath), bnpo, dr_grpo
+   * (Dr. GRPO's constant normaliser), dapo (tokens of the step; TRL's default), cispo (MiniMax-M1's
+   * clipped IS weight on the log-prob), sapo (soft gate), luspo (GSPO scaled by length), vespo
+   * (a Gamma weight of the sequence ratio). */
+  loss_type: GrpoLossType;
+  /** sapo's gate temperature for A > 0. */
+  sapo_temperature_pos: number;
+  /** sapo's gate temperature for A <= 0. */
+  sapo_temperature_neg: number;
+  /** vespo's Gamma shape k for A >= 0. */
+  vespo_k_pos: number;
+  /** vespo's Gamma rate lambda for A >= 0. */
+  vespo_lambda_pos: number;
+  /** vespo's Gamma shape k for A < 0. */
+  vespo_k_neg: number;
+  /** vespo's Gamma rate lambda for A < 0. */
+  vespo_lambda_neg: number;
+  /** The k3 KL times the importance ratio (an unbiased KL estimate off-policy). */
+  use_bias_correction_kl: boolean;
+  /** DeepSeek-V3.2's off-policy sequence mask: a completion with A < 0 whose mean log-ratio of
+   * sampler to policy exceeds this is left out of the loss (null: off). */
+  off_policy_mask_threshold: number | null;
+  /** Train only on the tokens whose entropy is in this top share of the step's (1: all tokens). */
+  top_entropy_quantile: number;
+  /** Entropy bonus: the loss minus this times the mean token entropy (0: off). */
+  entropy_coef: number;
+  /** Adapt entropy_coef each step: up by entropy_coef_delta while the entropy is at or below
+   * entropy_target (and then applied), down otherwise (not applied). */
+  use_adaptive_entropy: boolean;
+  /** The adaptive controller's entropy target (nats per token). */
+  entropy_target: number;
+  /** The adaptive controller's lower bound of the coefficient. */
+  entropy_coef_min: number;
+  /** The adaptive controller's upper bound of the coefficient. */
+  entropy_coef_max: number;
+  /** The adaptive controller's step of the coefficient. */
+  entropy_coef_delta: number;
   /** Lower clip range of the importance ratio (PPO's epsilon). */
   epsilon: number;
   /** Upper clip range (null: = epsilon; DAPO's clip-higher uses 0.28). */
@@ -140,10 +174,40 @@ export interface GrpoConfig extends TrainingArgs {
   importance_sampling: 'token' | 'sequence';
   /** How advantages are scaled: group std (GRPO), batch std, or none (Dr. GRPO). */
   scale_rewards: 'group' | 'batch' | 'none';
+  /** Several reward functions: sum the weighted rewards, then normalise (GRPO), or normalise each
+   * function within its group, sum, then normalise over the batch (GDPO). */
+  multi_objective_aggregation: 'sum_then_normalize' | 'normalize_then_sum';
+  /** Score ProMedical's S1, S2 and S3 as three reward functions (weights 1, alpha, -lambda; one RM
+   * pass) instead of one scalar reward, so they can be normalised apart. */
+  reward_terms: boolean;
+  /** DAPO's dynamic sampling: groups whose rewards all agree carry no signal; drop them and sample
+   * more prompts until the step's groups are full. */
+  dynamic_sampling: boolean;
+  /** Extra generation rounds dynamic sampling may take per step before it trains on what it has. */
+  max_resample_tries: number;
   /** Zero the loss of completions that hit max_new_tokens (DAPO). */
   mask_truncated_completions: boolean;
   /** Policy updates per generation batch (> 1 keeps the old log-probs for the ratio). */
   num_iterations: number;
+  /** Optimizer steps one generation batch feeds (null: 1, or generation_batch_size's). */
+  steps_per_generation: number | null;
+  /** Completions per generation batch, a multiple of prompts_per_step x num_generations (null:
+   * from steps_per_generation). */
+  generation_batch_size: number | null;
+  /** transformers' repetition penalty in sampling (1: off). */
+  repetition_penalty: number;
+  /** TR-DPO: every ref_model_sync_steps steps the reference becomes alpha x policy + (1 - alpha)
+   * x reference (needs a reference model, i.e. full fine-tuning with beta > 0). */
+  sync_ref_model: boolean;
+  /** TR-DPO's alpha. */
+  ref_model_mixup_alpha: number;
+  /** TR-DPO's period in optimizer steps. */
+  ref_model_sync_steps: number;
+  /** Evaluate every N steps: num_generations_eval completions per held-out prompt, scored by the
+   * reward functions, logged as eval/* (0: never). */
+  eval_every: number;
+  /** Completions per prompt in that evaluation (null: num_generations). */
+  num_generations_eval: number | null;
   /** DAPO's soft overlong penalty with this cache in tokens (null: off). */
   overlong_cache: number | null;
   /** Train LoRA adapters on every projection; the reference is then the adapter-free policy (null: full). */
@@ -151,6 +215,10 @@ export interface GrpoConfig extends TrainingArgs {
 }
 
 type Fields<C> = { [K in keyof C]-?: Field };
+
+/** GRPO's policy losses (docs/formulas.md, "Loss types"). */
+export const GRPO_LOSS_TYPES = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'] as const;
+export type GrpoLossType = (typeof GRPO_LOSS_TYPES)[number];
 
 const TRAINING_FIELDS: Fields<TrainingArgs> = {
   out: { kind: 'string', doc: 'Run folder: config.json, metrics.jsonl, checkpoints/, chart.svg and the trained weights.' },
@@ -213,14 +281,41 @@ export const GRPO_CONFIG_FIELDS: Fields<GrpoConfig> = {
   top_p: { kind: 'number', min: 0, max: 1, exclusiveMin: true, doc: 'Nucleus sampling (1: off).' },
   top_k: { kind: 'int', min: 0, doc: 'Top-k sampling (0: off).' },
   beta: { kind: 'number', min: 0, doc: 'KL coefficient (paper and DeepSeekMath: 0.04; TRL now defaults to 0); 0 skips the reference.' },
-  loss_type: { kind: 'enum', values: ['grpo', 'bnpo', 'dr_grpo', 'dapo'], doc: 'Token aggregation of the loss.' },
+  loss_type: { kind: 'enum', values: GRPO_LOSS_TYPES, doc: 'Policy loss: grpo, bnpo, dr_grpo, dapo (aggregations of the clipped loss), cispo, sapo, luspo, vespo.' },
+  sapo_temperature_pos: { kind: 'number', min: 0, exclusiveMin: true, doc: "sapo's gate temperature where A > 0." },
+  sapo_temperature_neg: { kind: 'number', min: 0, exclusiveMin: true, doc: "sapo's gate temperature where A <= 0." },
+  vespo_k_pos: { kind: 'number', min: 0, doc: "vespo's Gamma shape k where A >= 0." },
+  vespo_lambda_pos: { kind: 'number', min: 0, exclusiveMin: true, doc: "vespo's Gamma rate lambda where A >= 0." },
+  vespo_k_neg: { kind: 'number', min: 0, doc: "vespo's Gamma shape k where A < 0." },
+  vespo_lambda_neg: { kind: 'number', min: 0, exclusiveMin: true, doc: "vespo's Gamma rate lambda where A < 0." },
+  use_bias_correction_kl: { kind: 'boolean', doc: 'Multiply the k3 KL by the importance ratio (unbiased off-policy).' },
+  off_policy_mask_threshold: { kind: 'number', min: 0, nullable: true, doc: "DeepSeek-V3.2's off-policy mask: drop a completion with A < 0 whose mean sampler/policy log-ratio exceeds this (default off)." },
+  top_entropy_quantile: { kind: 'number', min: 0, max: 1, exclusiveMin: true, doc: 'Train only on the tokens in this top share of entropy (1: all).' },
+  entropy_coef: { kind: 'number', min: 0, resumable: true, doc: 'Entropy bonus: loss minus this x mean token entropy (0: off; the start value when adaptive).' },
+  use_adaptive_entropy: { kind: 'boolean', doc: 'Adapt entropy_coef each step toward entropy_target (applied only at or below it).' },
+  entropy_target: { kind: 'number', min: 0, doc: 'Entropy target of the adaptive controller (nats per token).' },
+  entropy_coef_min: { kind: 'number', min: 0, doc: 'Lower bound of the adaptive coefficient.' },
+  entropy_coef_max: { kind: 'number', min: 0, doc: 'Upper bound of the adaptive coefficient.' },
+  entropy_coef_delta: { kind: 'number', min: 0, doc: 'Step of the adaptive coefficient.' },
   epsilon: { kind: 'number', min: 0, exclusiveMin: true, doc: 'Lower clip range of the ratio.' },
   epsilon_high: { kind: 'number', min: 0, exclusiveMin: true, nullable: true, doc: "Upper clip range (default: epsilon; DAPO's clip-higher: 0.28)." },
   delta: { kind: 'number', min: 1, exclusiveMin: true, nullable: true, doc: 'Two-sided clipping: cap of the unclipped ratio (default off).' },
   importance_sampling: { kind: 'enum', values: ['token', 'sequence'], doc: 'token (GRPO) or sequence (GSPO) importance ratios.' },
   scale_rewards: { kind: 'enum', values: ['group', 'batch', 'none'], doc: 'Advantage scaling: group std, batch std, or none (Dr. GRPO).' },
+  multi_objective_aggregation: { kind: 'enum', values: ['sum_then_normalize', 'normalize_then_sum'], doc: 'Several reward functions: weighted sum then normalise, or normalise each then sum (GDPO).' },
+  reward_terms: { kind: 'boolean', doc: "Score the RM's S1, S2, S3 as three reward functions (weights 1, alpha, -lambda) instead of one reward." },
+  dynamic_sampling: { kind: 'boolean', doc: "DAPO's dynamic sampling: drop groups whose rewards all agree and sample more prompts to fill the step." },
+  max_resample_tries: { kind: 'int', min: 0, doc: 'Extra generation rounds dynamic sampling may take per step.' },
   mask_truncated_completions: { kind: 'boolean', doc: 'No loss on completions that hit --max-new-tokens (DAPO).' },
   num_iterations: { kind: 'int', min: 1, doc: 'Policy updates per generation batch.' },
+  steps_per_generation: { kind: 'int', min: 1, nullable: true, doc: 'Optimizer steps one generation batch feeds (default 1).' },
+  generation_batch_size: { kind: 'int', min: 1, nullable: true, doc: 'Completions per generation batch, a multiple of prompts_per_step x num_generations (instead of steps_per_generation).' },
+  repetition_penalty: { kind: 'number', min: 0, exclusiveMin: true, doc: "transformers' repetition penalty in sampling (1: off)." },
+  sync_ref_model: { kind: 'boolean', doc: 'TR-DPO: every ref_model_sync_steps the reference moves to alpha x policy + (1 - alpha) x reference.' },
+  ref_model_mixup_alpha: { kind: 'number', min: 0, max: 1, doc: "TR-DPO's alpha." },
+  ref_model_sync_steps: { kind: 'int', min: 1, doc: "TR-DPO's period in steps." },
+  eval_every: { kind: 'int', min: 0, resumable: true, doc: 'Every N steps: num_generations_eval completions per held-out prompt, rewards logged as eval/* (0: never).' },
+  num_generations_eval: { kind: 'int', min: 1, nullable: true, doc: 'Completions per prompt in that evaluation (default num_generations).' },
   overlong_cache: { kind: 'int', min: 1, nullable: true, doc: "DAPO's soft overlong penalty with this cache in tokens (default off)." },
   lora_rank: { kind: 'int', min: 1, nullable: true, doc: 'Train LoRA adapters of rank R; the reference is the adapter-free policy.' },
   ...TRAINING_FIELDS,
@@ -282,8 +377,8 @@ export const SFT_CONFIG_DEFAULTS: Readonly<SftConfig> = Object.freeze({
   max_length: 256,
 });
 
-/** GrpoConfig's defaults: what `npm run train-grpo` runs (G 8 and beta 0.04 as the paper; lr chosen
- * by measurement on the tiny model, the paper's 8B run used 1e-6). */
+/** GrpoConfig's defaults, the library's: TRL 1.10's GRPOConfig wherever TRL has the field (loss
+ * dapo, beta 0, lr 1e-6, 8 completions per step, 512 new tokens, plain sampling). */
 export const GRPO_CONFIG_DEFAULTS: Readonly<GrpoConfig> = Object.freeze({
   ...TRAINING_DEFAULTS,
   out: 'runs/train-grpo',
@@ -292,28 +387,70 @@ export const GRPO_CONFIG_DEFAULTS: Readonly<GrpoConfig> = Object.freeze({
   data: 'data/train.jsonl',
   eval_data: 'data/test.jsonl',
   steps: 40,
-  lr: 2e-4,
-  lr_scheduler: 'constant',
+  lr: 1e-6,
+  lr_scheduler: 'linear',
   warmup_ratio: 0,
   micro_batch_size: 4,
-  save_every: 13,
+  save_every: 0,
   num_generations: 8,
-  prompts_per_step: 2,
-  max_new_tokens: 48,
+  prompts_per_step: 1,
+  max_new_tokens: 512,
   temperature: 1,
   top_p: 1,
-  top_k: 50,
-  beta: 0.04,
-  loss_type: 'grpo',
+  top_k: 0,
+  beta: 0,
+  loss_type: 'dapo',
+  sapo_temperature_pos: 1,
+  sapo_temperature_neg: 1.05,
+  vespo_k_pos: 2,
+  vespo_lambda_pos: 3,
+  vespo_k_neg: 3,
+  vespo_lambda_neg: 2,
+  use_bias_correction_kl: false,
+  off_policy_mask_threshold: null,
+  top_entropy_quantile: 1,
+  entropy_coef: 0,
+  use_adaptive_entropy: false,
+  entropy_target: 0.2,
+  entropy_coef_min: 0,
+  entropy_coef_max: 1,
+  entropy_coef_delta: 0.005,
   epsilon: 0.2,
   epsilon_high: null,
   delta: null,
   importance_sampling: 'token',
   scale_rewards: 'group',
+  multi_objective_aggregation: 'sum_then_normalize',
+  reward_terms: false,
+  dynamic_sampling: false,
+  max_resample_tries: 3,
   mask_truncated_completions: false,
   num_iterations: 1,
+  steps_per_generation: null,
+  generation_batch_size: null,
+  repetition_penalty: 1,
+  sync_ref_model: false,
+  ref_model_mixup_alpha: 0.6,
+  ref_model_sync_steps: 512,
+  eval_every: 0,
+  num_generations_eval: null,
   overlong_cache: null,
   lora_rank: null,
+});
+
+/** Where `promedical train-grpo` (npm run train-grpo) departs from the library's TRL defaults: the
+ * ProMedical paper's GRPO (G 8, KL coefficient 0.04, hence the per-sequence grpo loss of
+ * DeepSeekMath) and settings measured on the tiny model (lr 2e-4 where the paper's 8B used 1e-6,
+ * 2 prompts per step, 48 new tokens, top-k 50). */
+export const GRPO_CLI_DEFAULTS: Readonly<Partial<GrpoConfig>> = Object.freeze({
+  lr: 2e-4,
+  lr_scheduler: 'constant',
+  save_every: 13,
+  prompts_per_step: 2,
+  max_new_tokens: 48,
+  top_k: 50,
+  beta: 0.04,
+  loss_type: 'grpo',
 });
 
 export type ConfigKind = 'reward' | 'sft' | 'grpo';
@@ -321,6 +458,28 @@ type ConfigOf<K extends ConfigKind> = K extends 'reward' ? RewardConfig : K exte
 
 export const CONFIG_FIELDS: { [K in ConfigKind]: Fields<ConfigOf<K>> } = { reward: REWARD_CONFIG_FIELDS, sft: SFT_CONFIG_FIELDS, grpo: GRPO_CONFIG_FIELDS };
 export const CONFIG_DEFAULTS: { [K in ConfigKind]: Readonly<ConfigOf<K>> } = { reward: REWARD_CONFIG_DEFAULTS, sft: SFT_CONFIG_DEFAULTS, grpo: GRPO_CONFIG_DEFAULTS };
+/** TRL's GRPOConfig / TrainingArguments name of each GrpoConfig field that TRL has (same meaning;
+ * the fields not listed are ours). */
+export const GRPO_TRL_NAMES: Readonly<Partial<Record<keyof GrpoConfig, string>>> = Object.freeze({
+  out: 'output_dir', steps: 'max_steps', lr: 'learning_rate', lr_scheduler: 'lr_scheduler_type', warmup_ratio: 'warmup_ratio',
+  weight_decay: 'weight_decay', max_grad_norm: 'max_grad_norm', save_every: 'save_steps', keep_last: 'save_total_limit',
+  logging_steps: 'logging_steps', seed: 'seed', gradient_checkpointing: 'gradient_checkpointing', resume: 'resume_from_checkpoint',
+  num_generations: 'num_generations', prompts_per_step: 'per_device_train_batch_size / num_generations', max_new_tokens: 'max_completion_length',
+  temperature: 'temperature', top_p: 'top_p', top_k: 'top_k', repetition_penalty: 'repetition_penalty', beta: 'beta', loss_type: 'loss_type',
+  sapo_temperature_pos: 'sapo_temperature_pos', sapo_temperature_neg: 'sapo_temperature_neg', vespo_k_pos: 'vespo_k_pos',
+  vespo_lambda_pos: 'vespo_lambda_pos', vespo_k_neg: 'vespo_k_neg', vespo_lambda_neg: 'vespo_lambda_neg',
+  use_bias_correction_kl: 'use_bias_correction_kl', off_policy_mask_threshold: 'off_policy_mask_threshold',
+  top_entropy_quantile: 'top_entropy_quantile', entropy_coef: 'entropy_coef', use_adaptive_entropy: 'use_adaptive_entropy',
+  entropy_target: 'entropy_target', entropy_coef_min: 'entropy_coef_min', entropy_coef_max: 'entropy_coef_max',
+  entropy_coef_delta: 'entropy_coef_delta', epsilon: 'epsilon', epsilon_high: 'epsilon_high', delta: 'delta',
+  importance_sampling: 'importance_sampling_level', scale_rewards: 'scale_rewards', multi_objective_aggregation: 'multi_objective_aggregation',
+  mask_truncated_completions: 'mask_truncated_completions', num_iterations: 'num_iterations', steps_per_generation: 'steps_per_generation',
+  generation_batch_size: 'generation_batch_size', sync_ref_model: 'sync_ref_model', ref_model_mixup_alpha: 'ref_model_mixup_alpha',
+  ref_model_sync_steps: 'ref_model_sync_steps', eval_every: 'eval_steps', num_generations_eval: 'num_generations_eval', lora_rank: 'peft_config (r)',
+});
+
+/** The CLI's departures from CONFIG_DEFAULTS (the reward model and SFT commands have none). */
+export const CLI_DEFAULTS: { [K in ConfigKind]: Readonly<Partial<ConfigOf<K>>> } = { reward: {}, sft: {}, grpo: GRPO_CLI_DEFAULTS };
 
 /** What a field accepts, in words (for errors and --help). */
 export function describeField(f: Field): string {
@@ -398,7 +557,31 @@ export function validateConfig<K extends ConfigKind>(kind: K, config: Record<str
     throw new ConfigError(`${at}micro_batch_size = ${c.micro_batch_size} is larger than batch_size = ${(c as { batch_size: number }).batch_size}`);
   }
   if (c.resume && c.overwrite) throw new ConfigError(`${at}resume and overwrite exclude each other: resume continues the run in out, overwrite deletes it`);
+  if (kind === 'grpo') checkGrpoConfig(c as GrpoConfig, at);
   return c;
+}
+
+/** GrpoConfig's cross-field rules (TRL's GRPOConfig checks, and ours for the fields it lacks). */
+function checkGrpoConfig(c: GrpoConfig, at: string): void {
+  const fail = (why: string) => {
+    throw new ConfigError(`${at}${why}`);
+  };
+  if (c.steps_per_generation !== null && c.generation_batch_size !== null) fail('steps_per_generation and generation_batch_size exclude each other: give one');
+  const perStep = c.prompts_per_step * c.num_generations;
+  if (c.generation_batch_size !== null && c.generation_batch_size % perStep !== 0) {
+    fail(`generation_batch_size = ${c.generation_batch_size} is not a multiple of prompts_per_step x num_generations = ${perStep}`);
+  }
+  if (c.loss_type === 'luspo' && c.importance_sampling !== 'sequence') fail('loss_type = "luspo" needs importance_sampling = "sequence" (it scales GSPO\'s sequence losses by length)');
+  if (c.loss_type === 'cispo' && c.epsilon_high === null) fail('loss_type = "cispo" needs epsilon_high: the cap of its importance weight (MiniMax-M1 used a large one, e.g. 5)');
+  if (c.entropy_coef_min > c.entropy_coef_max) fail(`entropy_coef_min = ${c.entropy_coef_min} is above entropy_coef_max = ${c.entropy_coef_max}`);
+  if (c.sync_ref_model && c.beta === 0) fail('sync_ref_model needs beta > 0: without the KL term there is no reference to sync');
+  if (c.sync_ref_model && c.lora_rank !== null) fail('sync_ref_model needs a reference model of its own: with lora_rank the reference is the adapter-free policy');
+}
+
+/** The optimizer steps one generation batch feeds (steps_per_generation, or generation_batch_size's). */
+export function stepsPerGeneration(c: GrpoConfig): number {
+  if (c.generation_batch_size !== null) return c.generation_batch_size / (c.prompts_per_step * c.num_generations);
+  return c.steps_per_generation ?? 1;
 }
 
 /** Fields whose value may differ when a run is resumed (cadences, the step total, the backend). */

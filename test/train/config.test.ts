@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { ConfigError } from '../../src/model/config.js';
 import {
-  CONFIG_DEFAULTS, CONFIG_FIELDS, GRPO_CONFIG_DEFAULTS, REWARD_CONFIG_DEFAULTS, resumableFields, SFT_CONFIG_DEFAULTS, storedConfig, validateConfig, type ConfigKind,
+  CONFIG_DEFAULTS, CONFIG_FIELDS, GRPO_CLI_DEFAULTS, GRPO_CONFIG_DEFAULTS, GRPO_CONFIG_FIELDS, stepsPerGeneration, REWARD_CONFIG_DEFAULTS, resumableFields, SFT_CONFIG_DEFAULTS, storedConfig, validateConfig, type ConfigKind,
 } from '../../src/train/config.js';
 
 const kinds: ConfigKind[] = ['reward', 'sft', 'grpo'];
@@ -19,7 +19,30 @@ test('every field has a default, a doc sentence, and the defaults pass their own
   // The values the measured runs used (the CLI's defaults before configs existed).
   assert.equal([REWARD_CONFIG_DEFAULTS.steps, REWARD_CONFIG_DEFAULTS.lr, REWARD_CONFIG_DEFAULTS.batch_size, REWARD_CONFIG_DEFAULTS.max_length], [120, 2e-3, 16, 384]);
   assert.equal([SFT_CONFIG_DEFAULTS.steps, SFT_CONFIG_DEFAULTS.lr, SFT_CONFIG_DEFAULTS.batch_size], [80, 1e-2, 8]);
-  assert.equal([GRPO_CONFIG_DEFAULTS.num_generations, GRPO_CONFIG_DEFAULTS.beta, GRPO_CONFIG_DEFAULTS.loss_type], [8, 0.04, 'grpo']);
+  // The library's GRPO defaults are TRL 1.10's GRPOConfig; the CLI's the paper's (G 8, KL 0.04).
+  assert.equal([GRPO_CONFIG_DEFAULTS.num_generations, GRPO_CONFIG_DEFAULTS.beta, GRPO_CONFIG_DEFAULTS.loss_type, GRPO_CONFIG_DEFAULTS.lr, GRPO_CONFIG_DEFAULTS.epsilon, GRPO_CONFIG_DEFAULTS.max_new_tokens], [8, 0, 'dapo', 1e-6, 0.2, 512]);
+  assert.equal([GRPO_CLI_DEFAULTS.beta, GRPO_CLI_DEFAULTS.loss_type, GRPO_CLI_DEFAULTS.num_generations ?? GRPO_CONFIG_DEFAULTS.num_generations], [0.04, 'grpo', 8]);
+  for (const k of Object.keys(GRPO_CLI_DEFAULTS)) assert.ok(k in GRPO_CONFIG_FIELDS, k);
+});
+
+test('GRPO cross-field rules: TRL\'s (generation batch, luspo) and ours (cispo cap, entropy bounds, TR-DPO)', () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ steps_per_generation: 2, generation_batch_size: 16 }, /^steps_per_generation and generation_batch_size exclude each other/],
+    [{ prompts_per_step: 2, num_generations: 4, generation_batch_size: 12 }, /^generation_batch_size = 12 is not a multiple of prompts_per_step x num_generations = 8$/],
+    [{ loss_type: 'luspo' }, /^loss_type = "luspo" needs importance_sampling = "sequence"/],
+    [{ loss_type: 'cispo' }, /^loss_type = "cispo" needs epsilon_high/],
+    [{ entropy_coef_min: 0.5, entropy_coef_max: 0.1 }, /^entropy_coef_min = 0\.5 is above entropy_coef_max = 0\.1$/],
+    [{ sync_ref_model: true }, /^sync_ref_model needs beta > 0/],
+    [{ sync_ref_model: true, beta: 0.04, lora_rank: 8 }, /^sync_ref_model needs a reference model of its own/],
+    [{ loss_type: 'gspo' }, /^loss_type = "gspo": not an allowed value; expected one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo$/],
+    [{ top_entropy_quantile: 0 }, /^top_entropy_quantile = 0: out of range/],
+  ];
+  for (const [cfg, re] of cases) assert.throws(() => validateConfig('grpo', cfg), (e: unknown) => e instanceof ConfigError && re.test((e as Error).message), JSON.stringify(cfg));
+  assert.is(stepsPerGeneration(validateConfig('grpo', { prompts_per_step: 2, num_generations: 4, generation_batch_size: 24 })), 3);
+  assert.is(stepsPerGeneration(validateConfig('grpo', { steps_per_generation: 2 })), 2);
+  assert.is(stepsPerGeneration(validateConfig('grpo', {})), 1);
+  validateConfig('grpo', { loss_type: 'luspo', importance_sampling: 'sequence' });
+  validateConfig('grpo', { loss_type: 'cispo', epsilon_high: 5 });
 });
 
 test('wrong types, non-integers, out-of-range values, unknown enum values and unknown keys are ConfigErrors naming field, value and what is allowed', () => {
@@ -29,7 +52,7 @@ test('wrong types, non-integers, out-of-range values, unknown enum values and un
     ['grpo', { steps: 1.5 }, /^steps = 1\.5: not a whole number; expected a whole number >= 1$/],
     ['grpo', { steps: 0 }, /^steps = 0: out of range; expected a whole number >= 1$/],
     ['reward', { warmup_ratio: 1 }, /^warmup_ratio = 1: out of range; expected a finite number >= 0 and < 1$/],
-    ['grpo', { loss_type: 'dr-grpo' }, /^loss_type = "dr-grpo": not an allowed value; expected one of grpo, bnpo, dr_grpo, dapo$/],
+    ['grpo', { loss_type: 'dr-grpo' }, /^loss_type = "dr-grpo": not an allowed value; expected one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo$/],
     ['reward', { backend: 'gpu' }, /^backend = "gpu": not an allowed value; expected one of auto, tensorflow, wasm, cpu$/],
     ['reward', { shared_head: 'yes' }, /^shared_head = "yes": not a boolean; expected true or false$/],
     ['reward', { data: null }, /^data = null: null is not allowed; expected a string$/],
