@@ -34,6 +34,8 @@ export type {
   WriteOptions,
 } from './model/safetensors.js';
 export { float32ToBf16Bits, bf16BitsToFloat32, float32ToF16Bits, f16BitsToFloat32 } from './model/half.js';
+export { saveGguf, saveLoraGguf, readGguf, writeGguf, ggufTensorName, loadLlamaCpp, GgufError, GGUF_VALUE_TYPES, GGUF_FILE_TYPE, GGUF_TOKEN_TYPE, GGUF_DEFAULT_ALIGNMENT } from './model/gguf.js';
+export type { GgufDtype, GgufValue, GgufValueType, GgufScalarType, GgufScalar, GgufTensorSource, GgufWriteResult, GgufTokenizer, SaveGgufOptions, GgufTensorInfo, GgufFile, LlamaCppOptions } from './model/gguf.js';
 
 // data: tokenizer and chat
 export { ChatTokenizer, loadTokenizer, defaultTokenizerDir, QWEN3_TOKENS, TokenizerError, CHAT_ROLES } from './data/tokenizer.js';
