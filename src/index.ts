@@ -19,8 +19,8 @@ export { Qwen3ForCausalLM, qwen3TensorShapes, ATTENTION_PROJECTIONS, MLP_PROJECT
 export type { ForwardOptions, KVCache, LayerCache, LoraModule, CausalTargets, LastTokens, TargetRows, TargetLogProbOptions, TargetLogProbs } from './model/qwen3.js';
 export { loadQwen3, saveQwen3, writeRandomQwen3, CheckpointError } from './model/pretrained.js';
 export type { SaveOptions } from './model/pretrained.js';
-export { generate, sampleSorted } from './model/generate.js';
-export type { GenerateOptions } from './model/generate.js';
+export { generate, sampleSorted, sampleTokens } from './model/generate.js';
+export type { GenerateOptions, SamplingOptions } from './model/generate.js';
 export { addLora, mergeLora, loadLora, saveLora, withAdaptersDisabled } from './model/lora.js';
 export type { LoraConfig, LoraTarget } from './model/lora.js';
 export { ensureTinyQwen3, TINY_QWEN3_DIR, cacheDir } from './model/tiny.js';

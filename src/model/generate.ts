@@ -1,4 +1,5 @@
-// Batched autoregressive generation with a KV cache: greedy or seeded sampling.
+// Batched autoregressive generation with a KV cache: greedy or seeded sampling, with an optional
+// repetition penalty; and the sampler itself (sampleTokens), usable on any [B, V] logits.
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type { Qwen3ForCausalLM } from './qwen3.js';
@@ -14,6 +15,12 @@ export interface GenerateOptions {
   topP?: number;
   /** Drop tokens less likely than minP times the most likely one. */
   minP?: number;
+  /**
+   * transformers' repetition_penalty: before anything else (greedy decoding included), the logit
+   * of every id already in the row (its prompt and its new tokens, not the left padding) becomes
+   * logit * p when negative, else logit / p. 1 (default) is off; must be finite and > 0.
+   */
+  repetitionPenalty?: number;
   /** A row ends at the first of these it emits (Qwen3: 151645 <|im_end|>, 151643 <|endoftext|>). */
   stopTokenIds?: number[];
   /** Fills the left padding of shorter prompts; default the config's bos id (<|endoftext|>). */
@@ -21,6 +28,9 @@ export interface GenerateOptions {
   /** Seeds sampling: same seed, same tokens. */
   seed?: number | string;
 }
+
+/** The decoding filters of GenerateOptions, as sampleTokens takes them. */
+export type SamplingOptions = Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | 'minP'>;
 
 /**
  * Continues each prompt (token ids; lengths may differ) and returns only the new tokens of each
@@ -36,10 +46,26 @@ export async function generate(model: Qwen3ForCausalLM, prompts: number[][], opt
     if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
     for (const id of p) if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`generate: prompt ${i} holds id ${id}, outside [0, ${vocabSize})`);
   });
-  const temperature = opts.temperature ?? 0;
+  checkSampling(opts, 'generate');
+  const penalty = opts.repetitionPenalty ?? 1;
+  if (!(typeof penalty === 'number' && Number.isFinite(penalty) && penalty > 0)) {
+    throw new Error(`generate: repetitionPenalty must be a finite number > 0 (1: off), got ${String(penalty)}`);
+  }
   const stops = new Set(opts.stopTokenIds ?? []);
   const pad = opts.padTokenId ?? bosTokenId;
   const rng = seedrandom(String(opts.seed ?? 0));
+  // Repetition penalty: the ids each row holds, and the same as (row, id) pairs for gatherND.
+  const seen = prompts.map((p) => new Set(p));
+  const pairs: number[] = seen.flatMap((s, b) => [...s].flatMap((id) => [b, id]));
+  const next = async (logits: tf.Tensor2D): Promise<number[]> => {
+    if (penalty === 1) return sampleTokens(logits, opts, rng);
+    const penalised = tf.tidy(() => repetitionPenalty(logits, tf.tensor2d(Int32Array.from(pairs), [pairs.length / 2, 2], 'int32'), penalty));
+    try {
+      return await sampleTokens(penalised, opts, rng);
+    } finally {
+      penalised.dispose();
+    }
+  };
 
   const L = Math.max(...prompts.map((p) => p.length));
   const ids = new Int32Array(B * L);
@@ -67,14 +93,18 @@ export async function generate(model: Qwen3ForCausalLM, prompts: number[][], opt
   });
   try {
     for (let t = 0; t < opts.maxNewTokens; t++) {
-      const next = await pick(logits, temperature, opts, rng);
+      const chosen = await next(logits);
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
-        out[b].push(next[b]);
-        if (stops.has(next[b])) done[b] = true;
+        out[b].push(chosen[b]);
+        if (stops.has(chosen[b])) done[b] = true;
+        if (penalty !== 1 && !seen[b].has(chosen[b])) {
+          seen[b].add(chosen[b]);
+          pairs.push(b, chosen[b]);
+        }
       }
       if (done.every(Boolean) || t === opts.maxNewTokens - 1) break;
-      const feed = Int32Array.from(next, (id, b) => (done[b] ? pad : id));
+      const feed = Int32Array.from(chosen, (id, b) => (done[b] ? pad : id));
       const positions = Int32Array.from(nextPos);
       for (let b = 0; b < B; b++) nextPos[b]++;
       const prev = { cache, logits, maskT };
@@ -101,26 +131,292 @@ function lastLogits(model: Qwen3ForCausalLM, hidden: tf.Tensor3D): tf.Tensor2D {
   return model.logits(hidden.slice([0, T - 1, 0], [B, 1, H])).reshape([B, -1]) as tf.Tensor2D;
 }
 
-/** The next token of every row: argmax on the device, or sampling from host candidates. */
-async function pick(logits: tf.Tensor2D, temperature: number, opts: GenerateOptions, rng: () => number): Promise<number[]> {
+/**
+ * RepetitionPenaltyLogitsProcessor at the (row, id) pairs `at` [N, 2] (distinct): only those N
+ * logits are read and rewritten, so the cost does not grow with the vocabulary beyond one copy.
+ */
+function repetitionPenalty(logits: tf.Tensor2D, at: tf.Tensor2D, penalty: number): tf.Tensor2D {
+  if (at.shape[0] === 0) return logits.clone();
+  const held = tf.gatherND(logits, at) as tf.Tensor1D;
+  return tf.tensorScatterUpdate(logits, at, tf.where(held.less(0), held.mul(penalty), held.div(penalty)));
+}
+
+function checkSampling(opts: SamplingOptions, who: string): void {
+  const { temperature = 0, topK = 0, topP = 1, minP = 0 } = opts;
+  const bad = (name: string, value: unknown, want: string) => new Error(`${who}: ${name} must be ${want}, got ${String(value)}`);
+  if (!(Number.isFinite(temperature) && temperature >= 0)) throw bad('temperature', temperature, 'a finite number >= 0 (0: greedy)');
+  if (!(Number.isInteger(topK) && topK >= 0)) throw bad('topK', topK, 'a whole number >= 0 (0: off)');
+  if (!(topP >= 0 && topP <= 1)) throw bad('topP', topP, 'in [0, 1] (1: off)');
+  if (!(minP >= 0 && minP <= 1)) throw bad('minP', minP, 'in [0, 1] (0: off)');
+}
+
+/**
+ * The next token of every row of `logits` [B, V], as generate picks it: the argmax when
+ * temperature is 0 or unset (rng unused), else a draw from softmax(logits / temperature) after
+ * transformers' warpers in their order (top-k, then top-p, then min-p; at least one token kept;
+ * equal probabilities rank by lower id). One uniform `rng()` per row, rows in order, so the same
+ * rng stream gives the same tokens and a row's token depends on its own logits and draw only.
+ * One device read per call: the B ids (greedy), the B x k top-k candidates, or else the [B, V]
+ * probabilities, which the host samples exactly in float64 without sorting the vocabulary: a pass
+ * (two with min-p, three with top-p) over each row; min-p's cut is its threshold, top-p's comes
+ * from a histogram of the row, and only the few tokens at the cut are sorted. `logits` stays the
+ * caller's.
+ */
+export async function sampleTokens(logits: tf.Tensor2D, opts: SamplingOptions, rng: () => number): Promise<number[]> {
+  checkSampling(opts, 'sampleTokens');
+  const [B, V] = logits.shape;
+  const temperature = opts.temperature ?? 0;
+  const topP = opts.topP ?? 1;
+  const minP = opts.minP ?? 0;
   if (temperature <= 0) {
     const arg = tf.argMax(logits, -1);
-    const ids = Array.from(await arg.data());
-    arg.dispose();
+    try {
+      return Array.from(await arg.data());
+    } finally {
+      arg.dispose();
+    }
+  }
+  const k = opts.topK ?? 0;
+  if (k > 0 && k < V) {
+    // top-k on the device keeps the host transfer at B x k: values and ids in one float32 tensor.
+    if (V > 2 ** 24) throw new Error(`sampleTokens: top-k reads ids as float32, exact below 2^24; got a vocabulary of ${V}`);
+    const top = tf.tidy(() => {
+      const { values, indices } = tf.topk(logits, k, true);
+      return tf.concat([values, indices.toFloat()], 1);
+    });
+    const host = (await top.data()) as Float32Array;
+    top.dispose();
+    const row = new Float32Array(k);
+    const ids: number[] = [];
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < k; j++) row[j] = host[2 * k * b + j] / temperature;
+      ids.push(host[2 * k * b + k + sampleSorted(row, topP, minP, rng())]);
+    }
     return ids;
   }
-  const [B, V] = logits.shape;
-  const k = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
-  // top-k on the device keeps the host transfer at B x k; without it every logit comes over.
-  const top = tf.tidy(() => tf.topk(logits.div(temperature), k, true));
-  const [values, indices] = await Promise.all([top.values.data(), top.indices.data()]);
-  tf.dispose([top.values, top.indices]);
-  const ids: number[] = [];
-  for (let b = 0; b < B; b++) {
-    const row = values.subarray(b * k, (b + 1) * k) as Float32Array;
-    ids.push(indices[b * k + sampleSorted(row, opts.topP ?? 1, opts.minP ?? 0, rng())]);
+  const probs = tf.tidy(() => tf.softmax(temperature === 1 ? logits : logits.mul(1 / temperature)));
+  const p = (await probs.data()) as Float32Array;
+  probs.dispose();
+  const rows: Rows = { p, bits: new Int32Array(p.buffer, p.byteOffset, p.length), V, ...scratch(V) };
+  return Array.from({ length: B }, (_, b) => sampleRow(rows, b * V, topP, minP, rng()));
+}
+
+/** A draw sums the kept mass per block of this many tokens, then scans one block. */
+const BLOCK = 512;
+/**
+ * Top-p buckets a row by its probabilities' top bits (a float32 >= 0 orders as its bits):
+ * exponent and first 4 mantissa bits, a factor of 1 + 1/16 per bucket; then the bucket at the
+ * cut by the next 10 bits, and sorts the tokens of that one sub-bucket only.
+ */
+const SHIFT = 19;
+const BUCKETS = 2 ** (31 - SHIFT);
+const SUB_SHIFT = 9;
+const SUBS = 2 ** (SHIFT - SUB_SHIFT);
+const LOW = 2 ** SUB_SHIFT - 1;
+
+/** Probabilities [B, V] (row major), their bits, and scratch space for one row at a time. */
+interface Rows extends Scratch {
+  p: Float32Array;
+  bits: Int32Array;
+  V: number;
+}
+interface Scratch {
+  sums: Float64Array;
+  /** Mass per bucket and sub-bucket; all zero between rows. */
+  hist: Float64Array;
+  hist2: Float64Array;
+  sub: Float64Array;
+  /** The tokens of a bucket; rank-order keys of a sub-bucket. */
+  idx: Int32Array;
+  keys: Float64Array;
+}
+
+let buffers: Scratch | undefined;
+/** Scratch space for rows of V tokens, reused across calls (the host part never interleaves). */
+function scratch(V: number): Scratch {
+  if (!buffers || buffers.idx.length < V) {
+    const sums = new Float64Array(Math.ceil(V / BLOCK));
+    buffers = { sums, hist: new Float64Array(BUCKETS), hist2: new Float64Array(BUCKETS), sub: new Float64Array(SUBS), idx: new Int32Array(V), keys: new Float64Array(V) };
   }
-  return ids;
+  return buffers;
+}
+
+const noMass = () => new Error('sampleTokens: a row has no finite probability mass (NaN logits?)');
+const f32 = new Float32Array(1);
+const i32 = new Int32Array(f32.buffer);
+
+/**
+ * Draws a token (its index in the row) from the probabilities p[off, off + V) after top-p and
+ * min-p, with u uniform in [0, 1). Both filters keep a prefix of the rank order (probability
+ * descending, then index ascending), so what both keep is the shorter prefix, a cut: the tokens
+ * whose bits exceed cutBits, and those equal to it up to index cutIndex. Min-p's cut is its
+ * threshold, exact without sorting; top-p's comes from the histogram.
+ */
+function sampleRow(r: Rows, off: number, topP: number, minP: number, u: number): number {
+  const end = off + r.V;
+  let cutBits = 0;
+  let cutIndex = end;
+  let maxBits = 0;
+  if (topP < 1) {
+    const { z, max } = histogram(r, off, end);
+    maxBits = max;
+    const cut = nucleusCut(r, off, end, topP * z, maxBits);
+    clearHistogram(r, off, end);
+    if (cut) [cutBits, cutIndex] = cut;
+  } else if (minP > 0) {
+    const { bits } = r;
+    for (let i = off; i < end; i++) if (bits[i] > maxBits) maxBits = bits[i];
+  }
+  if (minP > 0) {
+    // p >= minP * max exactly when p >= the least float32 at or above it.
+    i32[0] = maxBits;
+    const threshold = minP * f32[0];
+    f32[0] = threshold;
+    if (f32[0] < threshold) i32[0]++;
+    if (i32[0] > cutBits) [cutBits, cutIndex] = [i32[0], end];
+  }
+  return draw(r, off, end, u, cutBits, cutIndex);
+}
+
+/** The draw: kept mass per block, the block u falls in, the token in it (in index order). */
+function draw(r: Rows, off: number, end: number, u: number, cutBits: number, cutIndex: number): number {
+  const { p, bits, sums } = r;
+  const kept = (i: number) => bits[i] > cutBits || (bits[i] === cutBits && i <= cutIndex);
+  let total = 0;
+  for (let start = off, k = 0; start < end; start += BLOCK, k++) {
+    const stop = Math.min(start + BLOCK, end);
+    let a0 = 0, a1 = 0;
+    let i = start;
+    if (cutBits === 0) {
+      for (; i + 1 < stop; i += 2) {
+        a0 += p[i];
+        a1 += p[i + 1];
+      }
+    } else if (cutIndex >= end) {
+      // bits >= cutBits, without a branch: (cutBits - 1 - bits) >>> 31 is 1 exactly then.
+      for (; i + 1 < stop; i += 2) {
+        a0 += p[i] * ((cutBits - 1 - bits[i]) >>> 31);
+        a1 += p[i + 1] * ((cutBits - 1 - bits[i + 1]) >>> 31);
+      }
+    }
+    for (; i < stop; i++) if (kept(i)) a0 += p[i];
+    sums[k] = a0 + a1;
+    total += sums[k];
+  }
+  if (!(total > 0 && Number.isFinite(total))) throw noMass();
+  let target = u * total;
+  let block = 0;
+  for (let k = 0; k * BLOCK < end - off; k++) {
+    if (!(sums[k] > 0)) continue;
+    block = k;
+    if (target < sums[k]) break;
+    target -= sums[k];
+  }
+  // Rounding past the block's end gives its last kept token.
+  const start = off + block * BLOCK;
+  const stop = Math.min(start + BLOCK, end);
+  let acc = 0;
+  let pick = start;
+  for (let i = start; i < stop; i++) {
+    if (!(p[i] > 0 && kept(i))) continue;
+    pick = i;
+    acc += p[i];
+    if (acc > target) break;
+  }
+  return pick - off;
+}
+
+/** The row's mass per bucket into r.hist (two interleaved histograms, then folded), its total and largest bits. */
+function histogram(r: Rows, off: number, end: number): { z: number; max: number } {
+  const { p, bits, hist, hist2 } = r;
+  let z0 = 0, z1 = 0, m0 = 0, m1 = 0;
+  let i = off;
+  for (; i + 1 < end; i += 2) {
+    const x = bits[i], y = bits[i + 1];
+    z0 += p[i];
+    z1 += p[i + 1];
+    if (x > m0) m0 = x;
+    if (y > m1) m1 = y;
+    hist[x >>> SHIFT] += p[i];
+    hist2[y >>> SHIFT] += p[i + 1];
+  }
+  if (i < end) {
+    z0 += p[i];
+    m0 = Math.max(m0, bits[i]);
+    hist[bits[i] >>> SHIFT] += p[i];
+  }
+  if (end - off < BUCKETS) {
+    for (let j = off + 1; j < end; j += 2) {
+      const b = bits[j] >>> SHIFT;
+      hist[b] += hist2[b];
+      hist2[b] = 0;
+    }
+  } else {
+    for (let b = 0; b < BUCKETS; b++) hist[b] += hist2[b];
+    hist2.fill(0);
+  }
+  const z = z0 + z1;
+  if (!(z > 0 && Number.isFinite(z))) {
+    clearHistogram(r, off, end);
+    throw noMass();
+  }
+  return { z, max: Math.max(m0, m1) };
+}
+
+function clearHistogram(r: Rows, off: number, end: number): void {
+  if (end - off < BUCKETS) for (let i = off; i < end; i++) r.hist[r.bits[i] >>> SHIFT] = 0;
+  else r.hist.fill(0);
+}
+
+/**
+ * Top-p's cut [bits, index]: a token stays while the tokens ranked above it hold less than `mass`
+ * (topP times the row's total), the first one always, as transformers' TopPLogitsWarper. The index
+ * is past the row unless the cut splits tokens of equal probability. Null when every token stays.
+ */
+function nucleusCut(r: Rows, off: number, end: number, mass: number, maxBits: number): [number, number] | null {
+  const { p, bits, hist, sub, idx, keys } = r;
+  let above = 0;
+  let bucket = maxBits >>> SHIFT;
+  for (; bucket >= 0; bucket--) {
+    if (!(hist[bucket] > 0)) continue;
+    if (above + hist[bucket] >= mass) break;
+    above += hist[bucket];
+  }
+  if (bucket < 0) return null;
+  // The bucket's tokens (collected without a branch), then its mass per sub-bucket.
+  let n = 0;
+  for (let i = off; i < end; i++) {
+    idx[n] = i;
+    n += (((bits[i] >>> SHIFT) ^ bucket) - 1) >>> 31;
+  }
+  for (let j = 0; j < n; j++) sub[(bits[idx[j]] >>> SUB_SHIFT) & (SUBS - 1)] += p[idx[j]];
+  let s = SUBS - 1;
+  for (; s > 0; s--) {
+    if (!(sub[s] > 0)) continue;
+    if (above + sub[s] >= mass) break;
+    above += sub[s];
+  }
+  if (n < SUBS) for (let j = 0; j < n; j++) sub[(bits[idx[j]] >>> SUB_SHIFT) & (SUBS - 1)] = 0;
+  else sub.fill(0);
+  // Sub-bucket s in rank order (key: its low bits inverted, then the index), kept while above < mass.
+  let m = 0;
+  let least = bits[idx[0]];
+  for (let j = 0; j < n; j++) {
+    const b = bits[idx[j]];
+    if (((b >>> SUB_SHIFT) & (SUBS - 1)) === s) keys[m++] = (LOW - (b & LOW)) * 2 ** 32 + (idx[j] - off);
+    least = Math.min(least, b);
+  }
+  if (m === 0) return [least, end]; // only by rounding: keep the whole bucket
+  const ranked = keys.subarray(0, m).sort();
+  const first = above === 0; // nothing ranks above this sub-bucket
+  let k = 0;
+  let last = off;
+  for (; k < m && ((first && k === 0) || above < mass); k++) {
+    last = off + (ranked[k] % 2 ** 32);
+    above += p[last];
+  }
+  const split = k < m && bits[off + (ranked[k] % 2 ** 32)] === bits[last];
+  return [bits[last], split ? last : end];
 }
 
 /**
