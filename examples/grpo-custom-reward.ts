@@ -14,11 +14,12 @@ const seeAClinician: RewardFunction = {
   score: async (_prompts, completions) => completions.map((text) => (/doctor|clinician|emergency/i.test(text) ? 1 : 0)),
 };
 
-// A GrpoConfig: TRL's names in snake_case; what is not given takes GRPO_CONFIG_DEFAULTS.
+// A GrpoConfig: TRL's names in snake_case; what is not given takes GRPO_CONFIG_DEFAULTS (TRL 1.10's
+// GRPOConfig: loss dapo, beta 0, lr 1e-6, ...). A tiny random model needs a far larger lr.
 const run = await trainGrpo({
   policy, tokenizer, reference, rewards: [seeAClinician],
   prompts: records.map((r) => ({ id: r.id, messages: r.prompt, context: r })),
-  config: { out, steps: 4, num_generations: 4, max_new_tokens: 16, beta: 0.04, overwrite: true },
+  config: { out, steps: 4, lr: 2e-4, num_generations: 4, prompts_per_step: 2, max_new_tokens: 16, beta: 0.04, entropy_coef: 0.01, overwrite: true },
 });
 const { chart } = await run.finish();
 console.log(JSON.stringify({ steps: run.step, last: run.metrics.rows().at(-1), chart }));

@@ -101,12 +101,21 @@ export type { TrainerState, CheckpointParts } from './train/run_state.js';
 export { TrainingRun, NonFiniteError, InterruptedError, runOptions } from './train/run.js';
 export {
   validateConfig, describeField, storedConfig, resumableFields,
-  REWARD_CONFIG_DEFAULTS, SFT_CONFIG_DEFAULTS, GRPO_CONFIG_DEFAULTS, REWARD_CONFIG_FIELDS, SFT_CONFIG_FIELDS, GRPO_CONFIG_FIELDS, CONFIG_FIELDS, CONFIG_DEFAULTS, PATH_FIELDS,
+  REWARD_CONFIG_DEFAULTS, SFT_CONFIG_DEFAULTS, GRPO_CONFIG_DEFAULTS, GRPO_CLI_DEFAULTS, CLI_DEFAULTS, GRPO_TRL_NAMES, GRPO_LOSS_TYPES, stepsPerGeneration, REWARD_CONFIG_FIELDS, SFT_CONFIG_FIELDS, GRPO_CONFIG_FIELDS, CONFIG_FIELDS, CONFIG_DEFAULTS, PATH_FIELDS,
 } from './train/config.js';
-export type { TrainingArgs, RewardConfig, SftConfig, GrpoConfig, ConfigKind, Field } from './train/config.js';
+export type { TrainingArgs, RewardConfig, SftConfig, GrpoConfig, GrpoLossType, ConfigKind, Field } from './train/config.js';
 export { trainSft, sftExample } from './train/sft.js';
 export type { SftOptions, SftExample } from './train/sft.js';
 export type { TrainingRunOptions, MicroBatch, StepResult } from './train/run.js';
+
+// rollout: engines that sample GRPO completions (tfjs, llama.cpp, OpenAI-compatible servers)
+export { createRolloutEngine, EngineError } from './rollout/engine.js';
+export type { RolloutRequest, EngineCompletions, RolloutEngine, RolloutEngineKind, RolloutEngineOptions, EngineErrorDetails } from './rollout/engine.js';
+export { createTfjsEngine } from './rollout/tfjs.js';
+export { createLlamaCppEngine } from './rollout/llama_cpp.js';
+export type { LlamaCppEngineOptions } from './rollout/llama_cpp.js';
+export { createOpenAIEngine } from './rollout/openai.js';
+export type { OpenAIEngineOptions } from './rollout/openai.js';
 
 // grpo: the policy-optimisation math (the trainer comes next)
 export { groupAdvantages, fracZeroStd, combineRewards } from './grpo/advantages.js';
@@ -120,7 +129,7 @@ export { importanceSamplingCorrection, IMPORTANCE_SAMPLING_MODES } from './grpo/
 export type { ImportanceSamplingMode, ImportanceSamplingOptions, ImportanceSamplingMetrics } from './grpo/importance_sampling.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';
-export { trainGrpo } from './grpo/trainer.js';
-export { rubricReward, overlongPenalty } from './grpo/rewards.js';
+export { trainGrpo, mixReference } from './grpo/trainer.js';
+export { rubricReward, rubricRewardTerms, overlongPenalty } from './grpo/rewards.js';
 export type { GrpoOptions, GrpoPrompt, RewardFunction } from './grpo/trainer.js';
 export type { GrpoInputs, GrpoLossOptions, GrpoMetrics, KlKind } from './grpo/loss.js';

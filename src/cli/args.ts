@@ -132,12 +132,17 @@ function nearest(name: string, names: string[]): string | undefined {
   return best && best[1] <= Math.max(2, Math.floor(name.length / 4)) ? best[0] : undefined;
 }
 
-/** --help text from the field table: flag, what it takes, the sentence, and the default. */
-export function helpText(usage: string, about: string, fields: Record<string, Field>, defaults: Record<string, unknown>, notes: string[] = []): string {
+/**
+ * --help text from the field table: flag, what it takes, the sentence, and the default; where the
+ * command's default departs from the library's (`library`), both.
+ */
+export function helpText(usage: string, about: string, fields: Record<string, Field>, defaults: Record<string, unknown>, notes: string[] = [], library: Record<string, unknown> = defaults): string {
+  const show = (f: Field, d: unknown) => (f.kind === 'boolean' ? (d ? 'on' : 'off') : d === null ? 'none' : String(d));
   const rows: [string, string][] = Object.entries(fields).map(([k, f]) => {
     const arg = f.kind === 'boolean' ? '' : f.kind === 'enum' ? ` ${f.values.join('|')}` : f.kind === 'string' ? ' PATH' : f.kind === 'int' ? ' N' : ' X';
     const d = defaults[k];
-    const shown = d === undefined ? '' : f.kind === 'boolean' ? (d ? ' (default on)' : '') : ` (default ${d === null ? 'none' : String(d)})`;
+    let shown = d === undefined ? '' : f.kind === 'boolean' ? (d ? ' (default on)' : '') : ` (default ${show(f, d)})`;
+    if (d !== undefined && library[k] !== d) shown = ` (default ${show(f, d)}; the library's: ${show(f, library[k])})`;
     return [`${flagOf(k)}${arg}`, `${f.doc}${shown}`];
   });
   rows.push(...Object.entries(COMMON).map(([k, doc]) => [k === 'config' ? '--config FILE' : `--${k}`, doc] as [string, string]));

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { RecordFormat } from '../data/importers.js';
 import { BenchError, evaluateBench } from '../eval/bench.js';
 import { initBackend } from '../ops/backend.js';
-import type { Field } from '../train/config.js';
+import { ConfigError, type Field } from '../train/config.js';
 import { helpText, PACKAGE_ROOT, parseFlags, userCwd } from './args.js';
 import { say } from './inputs.js';
 
@@ -24,10 +24,15 @@ const FIELDS: Record<string, Field> = {
   seed: { kind: 'int', min: 0, doc: 'Bootstrap and sampling seed.' },
   out: { kind: 'string', doc: 'Report folder: report.md, tiers.svg, specialties.svg, responses.jsonl, summary.json.' },
   backend: { kind: 'enum', values: ['auto', 'tensorflow', 'wasm', 'cpu'], doc: 'tfjs backend.' },
+  engine: { kind: 'enum', values: ['tfjs', 'llama.cpp', 'openai'], doc: 'Who answers for a model folder: tfjs, llama.cpp (exported to GGUF, in process) or openai (a server).' },
+  engine_url: { kind: 'string', nullable: true, doc: "The openai engine's base URL, e.g. http://127.0.0.1:8000." },
+  engine_model: { kind: 'string', nullable: true, doc: "The openai engine's model name, as the server serves it." },
+  engine_gpu: { kind: 'enum', values: ['off', 'auto', 'cuda', 'vulkan'], doc: "The llama.cpp engine's device." },
 };
 const DEFAULTS: Record<string, unknown> = {
   policy: 'runs/train-grpo/policy', baseline: undefined, rm: 'runs/train-rm/reward-model', max_length: null, grader: 'rm', data: 'data/test.jsonl',
   format: 'promedical', limit: null, max_new_tokens: 64, temperature: 0, top_p: null, top_k: null, judge: true, seed: 0, out: 'runs/eval-bench', backend: 'auto',
+  engine: 'tfjs', engine_url: null, engine_model: null, engine_gpu: 'off',
 };
 
 const ABOUT = `Answers held-out prompts with a policy (or takes given responses), judges every criterion with the
@@ -57,6 +62,8 @@ export async function evalBench(argv: string[]): Promise<void> {
   const a: Record<string, unknown> = { ...DEFAULTS, rm: path.resolve(cwd, DEFAULTS.rm as string), data: path.join(PACKAGE_ROOT, DEFAULTS.data as string), out: path.resolve(cwd, DEFAULTS.out as string), ...given };
   const policy = resolveSource((given.policy as string | undefined) ?? (DEFAULTS.policy as string), cwd);
   const baseline = 'baseline' in given ? (given.baseline === null ? '' : resolveSource(given.baseline as string, cwd)) : undefined;
+  if (a.engine === 'openai' && (!a.engine_url || !a.engine_model)) throw new ConfigError('--engine openai needs --engine-url and --engine-model');
+  if (typeof a.engine_url === 'string' && !/^https?:\/\/[^\s/]+/.test(a.engine_url)) throw new ConfigError(`--engine-url ${a.engine_url}: not an http(s) URL`);
   await initBackend(a.backend as 'auto');
   try {
     const summary = await evaluateBench({
@@ -64,6 +71,8 @@ export async function evalBench(argv: string[]): Promise<void> {
       data: a.data as string, format: a.format as RecordFormat, limit: (a.limit as number | null) ?? undefined,
       maxNewTokens: a.max_new_tokens as number, temperature: a.temperature as number, topP: (a.top_p as number | null) ?? undefined,
       topK: (a.top_k as number | null) ?? undefined, judge: a.judge as boolean, seed: a.seed as number, out: a.out as string, log: say('eval-bench'),
+      engine: a.engine as 'tfjs', engineUrl: (a.engine_url as string | null) ?? undefined, engineModel: (a.engine_model as string | null) ?? undefined,
+      engineGpu: a.engine_gpu === 'off' ? false : (a.engine_gpu as 'auto'),
     });
     console.log(JSON.stringify(summary));
   } catch (err) {

@@ -1,9 +1,9 @@
 // What every training command does before anything runs: flags and --config into a validated
-// config (defaults from the library's constants), input paths checked, the run folder checked.
+// config (defaults from the library's constants and the command's departures from them), input paths checked, the run folder checked.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from '../model/config.js';
-import { CONFIG_DEFAULTS, CONFIG_FIELDS, PATH_FIELDS, resumableFields, storedConfig, validateConfig, type ConfigKind, type Field } from '../train/config.js';
+import { CLI_DEFAULTS, CONFIG_DEFAULTS, CONFIG_FIELDS, PATH_FIELDS, resumableFields, storedConfig, validateConfig, type ConfigKind, type Field } from '../train/config.js';
 import { checkRunDir } from '../train/run_state.js';
 import { helpText, PACKAGE_ROOT, parseFlags, userCwd } from './args.js';
 
@@ -19,10 +19,13 @@ export interface CommandInput<C> {
 /** Flags (and --config) of a trainer command as its validated config, or its help text. */
 export function trainerInput<K extends ConfigKind>(kind: K, command: string, about: string, argv: string[], notes: string[] = []): CommandInput<ReturnType<typeof validateConfig<K>>> {
   const fields = CONFIG_FIELDS[kind] as Record<string, Field>;
-  const defaults = CONFIG_DEFAULTS[kind] as unknown as Record<string, unknown>;
+  const library = CONFIG_DEFAULTS[kind] as unknown as Record<string, unknown>;
+  const cli = CLI_DEFAULTS[kind] as Record<string, unknown>;
+  const defaults = { ...library, ...cli };
   const parsed = parseFlags(command, argv, fields, PATH_FIELDS);
-  if (parsed.help) return { config: null as never, help: helpText(`promedical ${command} [flags]`, about, fields, defaults, notes), verbose: parsed.verbose };
-  const values: Record<string, unknown> = { ...parsed.values };
+  if (parsed.help) return { config: null as never, help: helpText(`promedical ${command} [flags]`, about, fields, defaults, notes, library), verbose: parsed.verbose };
+  // The command's own defaults sit under what the flags and --config give.
+  const values: Record<string, unknown> = { ...cli, ...parsed.values };
   for (const k of PATH_FIELDS) {
     if (!(k in fields) || k in values || typeof defaults[k] !== 'string') continue;
     values[k] = path.resolve(BUNDLED.has(k) ? PACKAGE_ROOT : userCwd(), defaults[k] as string);

@@ -3,8 +3,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadRecords } from '../data/records.js';
+import { ConfigError, type GrpoConfig } from '../train/config.js';
+import type { ChatTokenizer } from '../data/tokenizer.js';
+import { createRolloutEngine, type RolloutEngine } from '../rollout/engine.js';
 import { comparePolicies, evaluatePolicyResponses, policyResponses } from '../eval/policy.js';
-import { overlongPenalty, rubricReward } from '../grpo/rewards.js';
+import { overlongPenalty, rubricReward, rubricRewardTerms } from '../grpo/rewards.js';
 import { trainGrpo, type RewardFunction } from '../grpo/trainer.js';
 import { addLora } from '../model/lora.js';
 import { saveQwen3 } from '../model/pretrained.js';
@@ -31,7 +34,11 @@ reward_last, kl_last, curves, heldout, policy, chart } (first/last: mean over th
 of the steps; heldout: RM-judged greedy answers to --eval-data before and after, with the paired
 bootstrap interval of each change).`;
 
-const NOTES = ['Defaults follow the paper where it says (G 8, beta 0.04) and measurement on the tiny model elsewhere (lr 2e-4; the paper used 1e-6 on 8B).'];
+const NOTES = [
+  "Defaults: this command follows the ProMedical paper (G 8, KL coefficient 0.04, hence DeepSeekMath's grpo loss) and",
+  'measurement on the tiny model (lr 2e-4 where the paper used 1e-6 on 8B, 2 prompts per step, 48 new tokens, top-k 50);',
+  "where that departs from the library (trainGrpo, whose defaults are TRL 1.10's GRPOConfig), both are shown.",
+];
 
 export async function trainGrpoCommand(argv: string[]): Promise<void> {
   const { config: c, help } = trainerInput('grpo', 'train-grpo', ABOUT, argv, NOTES);
@@ -39,6 +46,10 @@ export async function trainGrpoCommand(argv: string[]): Promise<void> {
   const log = say('train-grpo');
   requireFile('--data', c.data);
   if (c.eval_data) requireFile('--eval-data', c.eval_data);
+  if (c.eval_every > 0 && !c.eval_data) throw new ConfigError('--eval-every needs --eval-data: the held-out prompts it samples');
+  if (c.engine === 'openai' && c.lora_rank === null) {
+    throw new ConfigError('--engine openai syncs the policy as LoRA adapters (vLLM\'s load_lora_adapter): add --lora-rank R, or push full weights from code with createOpenAIEngine({ syncWeights })');
+  }
   if (c.policy) requireModelDir('--policy', c.policy);
   if (c.rm) requireRewardModelDir('--rm', c.rm);
   // Stand-ins only when no path is given; they live in the run folder, so a resume reuses them.
@@ -64,14 +75,16 @@ export async function trainGrpoCommand(argv: string[]): Promise<void> {
   } else if (c.beta !== 0) {
     reference = (await loadPretrained(c.policy)).model; // a frozen copy of the start
   }
-  const rewards: RewardFunction[] = [rubricReward(rm)];
+  const rewards: RewardFunction[] = c.reward_terms ? rubricRewardTerms(rm) : [rubricReward(rm)];
   if (c.overlong_cache !== null) rewards.push(overlongPenalty(c.max_new_tokens, c.overlong_cache));
   const judge = async () => evaluatePolicyResponses(rm, heldout, await policyResponses(policy, tokenizer, heldout, { maxNewTokens: c.max_new_tokens }), c.seed);
   const before = heldout.length ? await judge() : null;
+  const asPrompts = (rs: RubricRecord[]) => rs.map((r) => ({ id: r.id, messages: r.prompt, context: r }));
+  const engine = await rolloutEngine(c, policy, tokenizer, log);
   const run = await trainGrpo({
-    policy, tokenizer, rewards, reference, config: c, prepared: true,
-    prompts: records.map((r) => ({ id: r.id, messages: r.prompt, context: r })),
-  });
+    policy, tokenizer, rewards, reference, config: c, prepared: true, prompts: asPrompts(records), engine,
+    evalPrompts: c.eval_every > 0 ? asPrompts(heldout.filter((r) => r.criteria.length > 0)) : undefined,
+  }).finally(() => engine.close());
   const { chart } = await run.finish({ title: 'GRPO guided by the criteria-injected reward model', metrics: ['reward', 'reward_std', 'kl', 'entropy', 'completions/mean_length', 'clip_ratio/region_mean', 'loss'] });
   const out = path.join(c.out, 'policy');
   await saveQwen3(policy, out, { dtype: 'float32', tokenizer });
@@ -93,6 +106,17 @@ export async function trainGrpoCommand(argv: string[]): Promise<void> {
   rm.dispose();
   policy.dispose();
   if (reference && reference !== 'adapters') reference.dispose();
+}
+
+/** The engine --engine names, started before training: one that cannot start is an error (never
+ * a silent fallback to tfjs). */
+async function rolloutEngine(c: GrpoConfig, policy: Qwen3ForCausalLM, tokenizer: ChatTokenizer, log: (l: string) => void): Promise<RolloutEngine> {
+  if (c.engine === 'tfjs') return createRolloutEngine('tfjs', { policy });
+  log(`starting the ${c.engine} rollout engine${c.engine_url ? ` at ${c.engine_url}` : ''}`);
+  if (c.engine === 'llama.cpp') {
+    return createRolloutEngine('llama.cpp', { policy, tokenizer, dir: path.join(c.out, 'engine'), gpu: c.engine_gpu === 'off' ? false : c.engine_gpu });
+  }
+  return createRolloutEngine('openai', { url: c.engine_url!, model: c.engine_model!, lora: c.lora_rank !== null ? { dir: path.join(path.resolve(c.out), 'engine-lora') } : undefined });
 }
 
 /** A 60-step RM on the tiny Qwen3 (npm run train-rm trains the full one). */

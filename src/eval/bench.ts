@@ -3,12 +3,14 @@
 // RM (or use provided grades), compare with a baseline on the same prompts, score HealthBench
 // records, evaluate the judge against gold grades, and write the report folder.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { RecordFormat } from '../data/importers.js';
 import { jsonLines } from '../data/lines.js';
 import { loadRecords } from '../data/records.js';
 import { DataError, type RubricRecord } from '../data/schema.js';
 import { CriteriaRewardModel } from '../reward/model.js';
+import { createRolloutEngine, type RolloutEngine, type RolloutEngineKind } from '../rollout/engine.js';
 import { loadPretrained } from '../train/pretrained.js';
 import type { Interval } from './bootstrap.js';
 import { healthbenchExample, healthbenchReport, type HealthBenchExampleScore, type HealthBenchReport } from './healthbench.js';
@@ -52,6 +54,13 @@ export interface SystemResponseOptions {
   seed?: number;
   /** Prompts per generate call (default policyResponses'). */
   batchSize?: number;
+  /** Who answers for a model folder: tfjs (default), llama.cpp (the folder exported to GGUF and
+   * run in process) or openai (a server at `engineUrl` serving it as `engineModel`). */
+  engine?: RolloutEngineKind;
+  engineUrl?: string;
+  engineModel?: string;
+  /** The llama.cpp engine's device (default off). */
+  engineGpu?: false | 'auto' | 'cuda' | 'vulkan';
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -92,9 +101,22 @@ export async function systemResponses(source: string, records: RubricRecord[], o
   const maxNewTokens = opts.maxNewTokens ?? 64;
   log(`answering ${records.length} prompts with ${s.dir} (${temperature > 0 ? `sampling at temperature ${temperature}` : 'greedy'}, up to ${maxNewTokens} tokens)`);
   const { model, tokenizer } = await loadPretrained(s.dir);
+  const kind = opts.engine ?? 'tfjs';
+  let engine: RolloutEngine | undefined;
+  let ggufDir: string | undefined;
   try {
-    return await policyResponses(model, tokenizer, records, { maxNewTokens, temperature, topP: opts.topP, topK: opts.topK, seed: opts.seed ?? 0, batchSize: opts.batchSize });
+    if (kind === 'llama.cpp') {
+      ggufDir = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-bench-gguf-'));
+      engine = await createRolloutEngine('llama.cpp', { policy: model, tokenizer, dir: ggufDir, gpu: opts.engineGpu ?? false });
+    } else if (kind === 'openai') {
+      if (!opts.engineUrl || !opts.engineModel) throw new Error('the openai engine needs engineUrl and engineModel');
+      engine = await createRolloutEngine('openai', { url: opts.engineUrl, model: opts.engineModel });
+    }
+    if (engine) log(`answers from the ${kind} engine`);
+    return await policyResponses(model, tokenizer, records, { maxNewTokens, temperature, topP: opts.topP, topK: opts.topK, seed: opts.seed ?? 0, batchSize: opts.batchSize, engine });
   } finally {
+    await engine?.close();
+    if (ggufDir) fs.rmSync(ggufDir, { recursive: true, force: true });
     model.dispose();
   }
 }
@@ -209,6 +231,11 @@ export interface BenchOptions {
   topK?: number;
   /** Evaluate the RM against the records' gold grades when they have any (default true). */
   judge?: boolean;
+  /** Who answers for a model folder (SystemResponseOptions.engine; default tfjs). */
+  engine?: RolloutEngineKind;
+  engineUrl?: string;
+  engineModel?: string;
+  engineGpu?: false | 'auto' | 'cuda' | 'vulkan';
   /** Bootstrap and sampling seed (default 0). */
   seed?: number;
   /** Report folder: report.md, tiers.svg, specialties.svg, responses.jsonl, summary.json. */
@@ -251,7 +278,10 @@ export async function evaluateBench(opts: BenchOptions): Promise<BenchSummary> {
   if (needRm && !fs.existsSync(path.join(opts.rm!, 'reward_config.json'))) throw new BenchError(opts.rm!, `no reward model at ${opts.rm} (no reward_config.json)`);
   const rm = needRm ? await CriteriaRewardModel.load(opts.rm!, { maxLength: opts.maxLength }) : null;
   const evaluated: { name: string; report: PolicyReport }[] = [];
-  const generation = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, seed, log };
+  const generation = {
+    maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, seed, log,
+    engine: opts.engine, engineUrl: opts.engineUrl, engineModel: opts.engineModel, engineGpu: opts.engineGpu,
+  };
   let judgeMetrics: JudgeMetrics | undefined;
   try {
     for (const src of sources) {

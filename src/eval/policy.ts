@@ -5,6 +5,7 @@
 import { gradeValue, type RubricRecord, type Tier } from '../data/schema.js';
 import type { ChatTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
+import type { RolloutEngine } from '../rollout/engine.js';
 import type { Qwen3ForCausalLM } from '../model/qwen3.js';
 import type { CriteriaRewardModel } from '../reward/model.js';
 import { promedicalReward, promedicalScores, type RewardWeights } from '../reward/scores.js';
@@ -42,13 +43,15 @@ export interface PolicyReport {
 }
 
 /** Generates one response per record with `policy` (greedy unless told otherwise). */
-export async function policyResponses(policy: Qwen3ForCausalLM, tok: ChatTokenizer, records: RubricRecord[], opts: { maxNewTokens?: number; temperature?: number; topP?: number; topK?: number; seed?: number; batchSize?: number } = {}): Promise<string[]> {
+export async function policyResponses(policy: Qwen3ForCausalLM, tok: ChatTokenizer, records: RubricRecord[], opts: { maxNewTokens?: number; temperature?: number; topP?: number; topK?: number; seed?: number; batchSize?: number; engine?: RolloutEngine } = {}): Promise<string[]> {
   const out: string[] = [];
   const batch = opts.batchSize ?? 8;
   for (let i = 0; i < records.length; i += batch) {
     const chunk = records.slice(i, i + batch);
     const prompts = chunk.map((r) => tok.encodeChat(r.prompt, { addGenerationPrompt: true, enableThinking: false }));
-    const ids = await generate(policy, prompts, { maxNewTokens: opts.maxNewTokens ?? 96, temperature: opts.temperature ?? 0, topP: opts.topP, topK: opts.topK, seed: `${opts.seed ?? 0}:${i}`, stopTokenIds: tok.stopTokenIds });
+    const sampling = { maxNewTokens: opts.maxNewTokens ?? 96, temperature: opts.temperature ?? 0, topP: opts.topP, topK: opts.topK, seed: `${opts.seed ?? 0}:${i}`, stopTokenIds: tok.stopTokenIds };
+    // An inference engine (llama.cpp, an OpenAI-compatible server) answers instead of tfjs when given.
+    const ids = opts.engine ? (await opts.engine.generate({ ...sampling, prompts, numGenerations: 1 })).completions : await generate(policy, prompts, sampling);
     out.push(...ids.map((c) => tok.decode(c.filter((id) => id < tok.vocabSize), { skipSpecialTokens: true })));
   }
   return out;

@@ -208,6 +208,26 @@ export interface GrpoConfig extends TrainingArgs {
   eval_every: number;
   /** Completions per prompt in that evaluation (null: num_generations). */
   num_generations_eval: number | null;
+  /** Where rollouts are sampled: tfjs (the live policy), llama.cpp (in process, node-llama-cpp)
+   * or openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp's server). */
+  engine: 'tfjs' | 'llama.cpp' | 'openai';
+  /** The openai engine's base URL (e.g. http://127.0.0.1:8000). */
+  engine_url: string | null;
+  /** The openai engine's model name, as the server serves it (needed with engine openai). */
+  engine_model: string | null;
+  /** The llama.cpp engine's device. */
+  engine_gpu: 'off' | 'auto' | 'cuda' | 'vulkan';
+  /** Sync the engine's weights to the policy every N optimizer steps (LoRA: a new adapter; full:
+   * a re-export); rollouts in between are off policy by the lag (logged). */
+  sync_every: number;
+  /** TRL's importance-sampling correction of an engine's rollouts (its log-probs vs the trainer's). */
+  importance_sampling_correction: boolean;
+  /** Its mode: token or sequence ratios, truncated or masked outside the clip range. */
+  importance_sampling_mode: 'token_truncate' | 'token_mask' | 'sequence_truncate' | 'sequence_mask';
+  /** Its lower bound (null: none). */
+  importance_sampling_clip_min: number | null;
+  /** Its upper bound (null: none). */
+  importance_sampling_clip_max: number | null;
   /** DAPO's soft overlong penalty with this cache in tokens (null: off). */
   overlong_cache: number | null;
   /** Train LoRA adapters on every projection; the reference is then the adapter-free policy (null: full). */
@@ -316,6 +336,15 @@ export const GRPO_CONFIG_FIELDS: Fields<GrpoConfig> = {
   ref_model_sync_steps: { kind: 'int', min: 1, doc: "TR-DPO's period in steps." },
   eval_every: { kind: 'int', min: 0, resumable: true, doc: 'Every N steps: num_generations_eval completions per held-out prompt, rewards logged as eval/* (0: never).' },
   num_generations_eval: { kind: 'int', min: 1, nullable: true, doc: 'Completions per prompt in that evaluation (default num_generations).' },
+  engine: { kind: 'enum', values: ['tfjs', 'llama.cpp', 'openai'], resumable: true, doc: 'Rollout engine: tfjs (the live policy), llama.cpp (in process), openai (vLLM / SGLang / llama.cpp server).' },
+  engine_url: { kind: 'string', nullable: true, resumable: true, doc: "The openai engine's base URL, e.g. http://127.0.0.1:8000." },
+  engine_model: { kind: 'string', nullable: true, resumable: true, doc: "The openai engine's model name, as the server serves it." },
+  engine_gpu: { kind: 'enum', values: ['off', 'auto', 'cuda', 'vulkan'], resumable: true, doc: "The llama.cpp engine's device." },
+  sync_every: { kind: 'int', min: 1, resumable: true, doc: "Sync the engine's weights every N steps (rollouts in between lag, logged)." },
+  importance_sampling_correction: { kind: 'boolean', doc: "TRL's correction of an engine's rollouts by its log-probs vs the trainer's." },
+  importance_sampling_mode: { kind: 'enum', values: ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'], doc: 'Token or sequence ratios, truncated or masked outside the clip range.' },
+  importance_sampling_clip_min: { kind: 'number', min: 0, nullable: true, doc: 'Lower bound of the ratio (default none).' },
+  importance_sampling_clip_max: { kind: 'number', min: 0, exclusiveMin: true, nullable: true, doc: 'Upper bound of the ratio.' },
   overlong_cache: { kind: 'int', min: 1, nullable: true, doc: "DAPO's soft overlong penalty with this cache in tokens (default off)." },
   lora_rank: { kind: 'int', min: 1, nullable: true, doc: 'Train LoRA adapters of rank R; the reference is the adapter-free policy.' },
   ...TRAINING_FIELDS,
@@ -434,6 +463,15 @@ export const GRPO_CONFIG_DEFAULTS: Readonly<GrpoConfig> = Object.freeze({
   ref_model_sync_steps: 512,
   eval_every: 0,
   num_generations_eval: null,
+  engine: 'tfjs',
+  engine_url: null,
+  engine_model: null,
+  engine_gpu: 'off',
+  sync_every: 1,
+  importance_sampling_correction: true,
+  importance_sampling_mode: 'sequence_mask',
+  importance_sampling_clip_min: null,
+  importance_sampling_clip_max: 3,
   overlong_cache: null,
   lora_rank: null,
 });
@@ -476,6 +514,9 @@ export const GRPO_TRL_NAMES: Readonly<Partial<Record<keyof GrpoConfig, string>>>
   mask_truncated_completions: 'mask_truncated_completions', num_iterations: 'num_iterations', steps_per_generation: 'steps_per_generation',
   generation_batch_size: 'generation_batch_size', sync_ref_model: 'sync_ref_model', ref_model_mixup_alpha: 'ref_model_mixup_alpha',
   ref_model_sync_steps: 'ref_model_sync_steps', eval_every: 'eval_steps', num_generations_eval: 'num_generations_eval', lora_rank: 'peft_config (r)',
+  engine: 'use_vllm', engine_url: 'vllm_server_base_url', importance_sampling_correction: 'vllm_importance_sampling_correction',
+  importance_sampling_mode: 'vllm_importance_sampling_mode', importance_sampling_clip_min: 'vllm_importance_sampling_clip_min',
+  importance_sampling_clip_max: 'vllm_importance_sampling_clip_max',
 });
 
 /** The CLI's departures from CONFIG_DEFAULTS (the reward model and SFT commands have none). */
@@ -576,6 +617,12 @@ function checkGrpoConfig(c: GrpoConfig, at: string): void {
   if (c.entropy_coef_min > c.entropy_coef_max) fail(`entropy_coef_min = ${c.entropy_coef_min} is above entropy_coef_max = ${c.entropy_coef_max}`);
   if (c.sync_ref_model && c.beta === 0) fail('sync_ref_model needs beta > 0: without the KL term there is no reference to sync');
   if (c.sync_ref_model && c.lora_rank !== null) fail('sync_ref_model needs a reference model of its own: with lora_rank the reference is the adapter-free policy');
+  if (c.engine === 'openai' && !c.engine_url) fail('engine = "openai" needs engine_url: the server\'s base URL (e.g. http://127.0.0.1:8000)');
+  if (c.engine === 'openai' && !c.engine_model) fail('engine = "openai" needs engine_model: the model name the server serves (e.g. Qwen/Qwen3-0.6B)');
+  if (c.engine_url !== null && !/^https?:\/\/[^\s/]+/.test(c.engine_url)) fail(`engine_url = ${JSON.stringify(c.engine_url)}: not an http(s) URL`);
+  if (c.importance_sampling_clip_min !== null && c.importance_sampling_clip_max !== null && c.importance_sampling_clip_min > c.importance_sampling_clip_max) {
+    fail(`importance_sampling_clip_min = ${c.importance_sampling_clip_min} is above importance_sampling_clip_max = ${c.importance_sampling_clip_max}`);
+  }
 }
 
 /** The optimizer steps one generation batch feeds (steps_per_generation, or generation_batch_size's). */

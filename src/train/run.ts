@@ -169,9 +169,11 @@ export class TrainingRun {
 
   /**
    * One optimizer step over `microBatches` (gradient accumulation). `metrics` are extra values
-   * for this step's row (e.g. accuracy); `tokens` gives tokens/s.
+   * for this step's row (e.g. accuracy); `tokens` gives tokens/s. `after` runs once the update is
+   * done (`step` already counts it) and before the row is logged and a checkpoint written: what it
+   * changes of the trainer's state (`data`) is in that checkpoint, what it returns in that row.
    */
-  async trainStep(microBatches: MicroBatch[], info: { tokens?: number; metrics?: Record<string, number> } = {}): Promise<StepResult> {
+  async trainStep(microBatches: MicroBatch[], info: { tokens?: number; metrics?: Record<string, number>; after?: () => Promise<Record<string, number> | void> } = {}): Promise<StepResult> {
     if (microBatches.length === 0) throw new Error('trainStep: no micro-batches');
     const t0 = performance.now();
     const lr = this.lr;
@@ -219,8 +221,9 @@ export class TrainingRun {
       }
     }
     this.step += 1;
+    const later = (await info.after?.()) ?? {};
     const seconds = (performance.now() - t0) / 1000;
-    const row: MetricsRow = { step: this.step, lr, loss: lossValue, grad_norm: normValue, ...info.metrics, seconds };
+    const row: MetricsRow = { step: this.step, lr, loss: lossValue, grad_norm: normValue, ...info.metrics, ...later, seconds };
     if (info.tokens) row.tokens_per_s = info.tokens / seconds;
     if (!finite) row.skipped = true;
     this.metrics.append(row);

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GRPO_CONFIG_DEFAULTS, REWARD_CONFIG_DEFAULTS } from '../../src/train/config.js';
+import { GRPO_CLI_DEFAULTS, GRPO_CONFIG_DEFAULTS, REWARD_CONFIG_DEFAULTS } from '../../src/train/config.js';
 import { cli, errorLine, ROOT, snapshot } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-cli-usage-'));
@@ -52,7 +52,7 @@ test('unknown backends and loss types name what is allowed', () => {
   for (const v of ['foo', 'dr-grpo']) {
     const r = cli(['train-grpo', '--loss-type', v], { cwd: tmp });
     assert.is(r.code, 2);
-    assert.is(errorLine(r), `promedical train-grpo: error: --loss-type ${v}: not an allowed value; expected one of grpo, bnpo, dr_grpo, dapo`);
+    assert.is(errorLine(r), `promedical train-grpo: error: --loss-type ${v}: not an allowed value; expected one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo`);
   }
 });
 
@@ -122,8 +122,10 @@ test('--help is generated from the config docs and shows the library defaults; e
   assert.match(rm.stdout, new RegExp(`--lr X\\s+Peak learning rate \\(after warmup\\)\\. \\(default ${REWARD_CONFIG_DEFAULTS.lr}\\)`));
   assert.match(rm.stdout, new RegExp(`--batch-size N\\s+.*\\(default ${REWARD_CONFIG_DEFAULTS.batch_size}\\)`));
   const grpo = cli(['train-grpo', '--help'], { cwd: tmp });
-  assert.match(grpo.stdout, new RegExp(`--beta X\\s+.*\\(default ${GRPO_CONFIG_DEFAULTS.beta}\\)`));
-  assert.match(grpo.stdout, /--loss-type grpo\|bnpo\|dr_grpo\|dapo/);
+  // The command's own defaults (the paper's), with the library's (TRL's) beside them where they differ.
+  assert.match(grpo.stdout, new RegExp(`--beta X\\s+.*\\(default ${GRPO_CLI_DEFAULTS.beta}; the library's: ${GRPO_CONFIG_DEFAULTS.beta}\\)`));
+  assert.match(grpo.stdout, /--loss-type grpo\|bnpo\|dr_grpo\|dapo\|cispo\|sapo\|luspo\|vespo\s+.*\(default grpo; the library's: dapo\)/);
+  assert.match(grpo.stdout, new RegExp(`--num-generations N\\s+.*\\(default ${GRPO_CONFIG_DEFAULTS.num_generations}\\)`));
   for (const c of ['score-rm', 'train-sft', 'eval-bench']) assert.match(cli([c, '--help'], { cwd: tmp }).stdout, new RegExp(`^Usage: promedical ${c}`));
   const quiet = fs.mkdtempSync(path.join(tmp, 'help-'));
   for (const script of ['data/make-synthetic.ts', 'bench/run.ts', 'weights/make-tiny.ts']) {

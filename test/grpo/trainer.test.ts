@@ -1,6 +1,8 @@
 // The GRPO trainer end to end on the tiny Qwen3: TRL's metrics, KL zero before the first update
 // and positive after, the reference policy required when beta != 0, a flat tensor count, a simple
-// learnable rule reward that rises, and resume equal to an uninterrupted run.
+// learnable rule reward that rises, resume equal to an uninterrupted run (with the adaptive entropy
+// coefficient), DAPO's dynamic sampling, one generation batch for several steps, TR-DPO's
+// reference sync and the periodic evaluation.
 // (Whether GRPO raises the reward model's reward is measured by npm run train-grpo.)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,7 +36,7 @@ test('metrics with TRL names; KL is 0 before the first update and positive after
   };
   const run = await trainGrpo({
     policy, tokenizer: loadTokenizer(dir), rewards: [lowIds], quiet: true, prompts, reference,
-    config: { out: path.join(tmp, 'grpo'), steps: 4, lr: 2e-3, seed: 0, prompts_per_step: 2, num_generations: 4, max_new_tokens: 5, beta: 0.04, top_k: 0 },
+    config: { out: path.join(tmp, 'grpo'), steps: 4, lr: 2e-3, seed: 0, prompts_per_step: 2, num_generations: 4, max_new_tokens: 5, beta: 0.04, loss_type: 'grpo' },
   });
   const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
   assert.is(rows.length, 4);
@@ -72,7 +74,7 @@ test('a learnable rule reward rises: last fifth of steps above the first fifth, 
   const reference = await loadQwen3(path.join(tmp, 'yes-sft', 'policy')); // the frozen starting point
   const run = await trainGrpo({
     policy, tokenizer, rewards: [saysYes], quiet: true, prompts: yesNo.map((r) => ({ id: r.id, messages: r.prompt })), reference,
-    config: { out: path.join(tmp, 'yes-grpo'), steps: 10, lr: 1e-2, seed: 1, prompts_per_step: 2, num_generations: 4, max_new_tokens: 4, beta: 0.04, top_k: 0 },
+    config: { out: path.join(tmp, 'yes-grpo'), steps: 10, lr: 1e-2, seed: 1, prompts_per_step: 2, num_generations: 4, max_new_tokens: 4, beta: 0.04, loss_type: 'grpo' },
   });
   const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
   const mean = (xs: typeof rows, k: string) => xs.reduce((a, r) => a + (r[k] as number), 0) / xs.length;
@@ -96,10 +98,14 @@ test('a resumed run continues exactly as an uninterrupted one (rollouts, rewards
     const reference = await loadQwen3(dir);
     const run = await trainGrpo({
       policy, tokenizer, rewards: [evenIds], quiet: true, prompts, reference,
-      config: { out: runDir, steps, lr: 1e-2, seed: 3, save_every: 2, resume, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, beta: 0.01, top_k: 0 },
+      // The adaptive entropy controller's state (coefficient, last entropy) must survive the resume.
+      config: {
+        out: runDir, steps, lr: 1e-2, lr_scheduler: 'constant', seed: 3, save_every: 2, resume, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, beta: 0.01,
+        use_adaptive_entropy: true, entropy_coef: 0.01, entropy_target: 100, entropy_coef_delta: 0.02,
+      },
     });
     // Every logged value but the timings.
-    const rows = run.metrics.rows().map(({ seconds: _s, tokens_per_s: _t, ...rest }) => rest);
+    const rows = run.metrics.rows().map(({ seconds: _s, tokens_per_s: _t, ...rest }) => Object.fromEntries(Object.entries(rest).filter(([k]) => !k.startsWith('time/'))));
     run.dispose();
     policy.dispose();
     reference.dispose();
@@ -111,6 +117,136 @@ test('a resumed run continues exactly as an uninterrupted one (rollouts, rewards
   assert.is(resumed.filter((r) => 'reward' in r).length, 4, 'reward rows of steps 1-4');
   assert.ok(resumed.some((r) => r.step === 4 && 'loss' in r && 'kl' in whole.find((w) => w.step === 4 && 'kl' in w)!));
   assert.equal(resumed, whole);
+  // Entropy (about 12 nats) is below the target, so the coefficient (logged after each step's
+  // update, as TRL) grows by the delta every step.
+  const coefs = whole.filter((r) => 'entropy_coef' in r).map((r) => r.entropy_coef as number);
+  assert.equal(coefs.map((x) => +x.toFixed(6)), [0.03, 0.05, 0.07, 0.09]);
+});
+
+const tinyPolicy = async () => {
+  const dir = await ensureTinyQwen3(undefined, { log: () => {} });
+  return { policy: await loadQwen3(dir), tokenizer: loadTokenizer(dir), dir };
+};
+const fourPrompts = ['p0', 'p1', 'p2', 'p3'].map((id) => ({ id, messages: [{ role: 'user' as const, content: `Question ${id}?` }] }));
+
+test('dynamic sampling: groups whose rewards all agree never reach the loss, and the step is still full', async () => {
+  const { policy, tokenizer } = await tinyPolicy();
+  const seen: string[][] = [];
+  // p0 and p1 always score 5 (zero spread); p2 and p3 score the share of even ids (varies).
+  const reward: RewardFunction = {
+    name: 'mixed',
+    score: async (ps, _t, ids) => {
+      seen.push([...new Set(ps.map((p) => p.id))]);
+      return ids.map((c, i) => (ps[i].id === 'p0' || ps[i].id === 'p1' ? 5 : c.filter((id) => id % 2 === 0).length / Math.max(1, c.length)));
+    },
+  };
+  const run = await trainGrpo({
+    policy, tokenizer, rewards: [reward], quiet: true, prompts: fourPrompts,
+    config: { out: path.join(tmp, 'dyn'), steps: 3, lr: 1e-3, seed: 5, prompts_per_step: 2, num_generations: 4, max_new_tokens: 6, dynamic_sampling: true, max_resample_tries: 8 },
+  });
+  const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
+  assert.is(rows.length, 3);
+  for (const r of rows) {
+    assert.is(r.frac_reward_zero_std, 0, 'no zero-spread group in the trained batch');
+    assert.ok((r.reward as number) <= 1, `trained rewards are the varied ones (mean ${r.reward})`);
+    assert.is(r['dynamic_sampling/unfilled_groups'], 0, 'the step is full');
+    assert.is((r['dynamic_sampling/drawn_groups'] as number) - (r['dynamic_sampling/dropped_groups'] as number), 2);
+  }
+  assert.ok(rows.some((r) => (r['dynamic_sampling/dropped_groups'] as number) > 0), 'constant groups were drawn and dropped');
+  assert.ok(seen.flat().includes('p0') || seen.flat().includes('p1'));
+  run.dispose();
+
+  // Out of tries (every group constant): the step trains on the zero-spread groups it drew.
+  const flat: RewardFunction = { name: 'flat', score: async (_p, _t, ids) => ids.map(() => 1) };
+  const run2 = await trainGrpo({
+    policy, tokenizer, rewards: [flat], quiet: true, prompts: fourPrompts,
+    config: { out: path.join(tmp, 'dyn-flat'), steps: 1, lr: 1e-3, seed: 5, prompts_per_step: 2, num_generations: 2, max_new_tokens: 3, dynamic_sampling: true, max_resample_tries: 1 },
+  });
+  const [row] = run2.metrics.rows().filter((r) => typeof r.reward === 'number');
+  assert.equal([row['dynamic_sampling/drawn_groups'], row['dynamic_sampling/dropped_groups'], row['dynamic_sampling/unfilled_groups']], [4, 4, 2]);
+  run2.dispose();
+  policy.dispose();
+});
+
+test('steps_per_generation: one generation batch feeds several optimizer steps; eval/* rows every eval_every steps', async () => {
+  const { policy, tokenizer } = await tinyPolicy();
+  let generations = 0;
+  let evalCalls = 0;
+  const reward: RewardFunction = {
+    name: 'even',
+    score: async (ps, _t, ids) => {
+      if (ps[0].id.startsWith('held')) evalCalls++;
+      else generations++;
+      return ids.map((c) => c.filter((id) => id % 2 === 0).length / Math.max(1, c.length));
+    },
+  };
+  const run = await trainGrpo({
+    policy, tokenizer, rewards: [reward], quiet: true, prompts: fourPrompts,
+    evalPrompts: [{ id: 'held-a', messages: [{ role: 'user', content: 'Held out?' }] }],
+    config: { out: path.join(tmp, 'spg'), steps: 4, lr: 1e-2, seed: 2, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, steps_per_generation: 2, eval_every: 2, num_generations_eval: 2 },
+  });
+  assert.is(generations, 2, '4 steps from 2 generation batches');
+  assert.is(evalCalls, 2, 'evaluated after steps 2 and 4');
+  const rows = run.metrics.rows();
+  const trainRows = rows.filter((r) => typeof r.reward === 'number');
+  assert.equal(trainRows.map((r) => r.step), [1, 2, 3, 4]);
+  const evalRows = rows.filter((r) => 'eval/reward' in r);
+  assert.equal(evalRows.map((r) => r.step), [2, 4]);
+  assert.type(evalRows[0]['eval/rewards/even/mean'], 'number');
+  run.dispose();
+  policy.dispose();
+});
+
+test('TR-DPO: the reference moves to alpha x policy + (1 - alpha) x reference every ref_model_sync_steps', async () => {
+  const { policy, tokenizer, dir } = await tinyPolicy();
+  const reference = await loadQwen3(dir);
+  const start = await loadQwen3(dir);
+  // mixReference by hand on one tensor.
+  const name = 'model.layers.0.self_attn.q_proj.weight';
+  const a = reference.namedParameters().get(name)!;
+  const run = await trainGrpo({
+    policy, tokenizer, rewards: [evenIds], quiet: true, prompts, reference,
+    config: { out: path.join(tmp, 'trdpo'), steps: 2, lr: 1e-2, seed: 4, prompts_per_step: 1, num_generations: 3, max_new_tokens: 3, beta: 0.04, sync_ref_model: true, ref_model_mixup_alpha: 0.5, ref_model_sync_steps: 2 },
+  });
+  // One sync, after step 2: ref = 0.5 policy + 0.5 start.
+  const want = tf.tidy(() => policy.namedParameters().get(name)!.mul(0.5).add(start.namedParameters().get(name)!.mul(0.5)));
+  const diff = tf.tidy(() => a.sub(want).abs().max().dataSync()[0]);
+  const moved = tf.tidy(() => a.sub(start.namedParameters().get(name)!).abs().max().dataSync()[0]);
+  assert.ok(diff < 1e-6, `reference after the sync: max |diff| ${diff}`);
+  assert.ok(moved > 1e-5, 'the reference moved');
+  want.dispose();
+  run.dispose();
+  for (const m of [policy, reference, start]) m.dispose();
+});
+
+test('rollouts from the llama.cpp engine: synced before every generation, its log-probs feed TRL\'s importance-sampling correction', async () => {
+  if (!(await import('node-llama-cpp').then(() => true, () => false))) return console.log('  skipped: node-llama-cpp is not installed');
+  const { createLlamaCppEngine } = await import('../../src/rollout/llama_cpp.js');
+  const { policy, tokenizer } = await tinyPolicy();
+  const engine = await createLlamaCppEngine({ policy, tokenizer, dir: path.join(tmp, 'engine'), threads: 1 });
+  let syncs = 0;
+  const sync = engine.sync.bind(engine);
+  engine.sync = async (p, step) => (syncs++, sync(p, step));
+  try {
+    const run = await trainGrpo({
+      policy, tokenizer, rewards: [evenIds], quiet: true, prompts, engine,
+      config: { out: path.join(tmp, 'llama'), steps: 3, lr: 1e-2, seed: 6, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, importance_sampling_mode: 'token_truncate' },
+    });
+    const rows = run.metrics.rows().filter((r) => typeof r.reward === 'number');
+    assert.is(rows.length, 3);
+    assert.is(syncs, 2, 'synced before generations 2 and 3 (the first samples the starting weights)');
+    for (const r of rows) {
+      assert.is(r['engine/weight_lag_steps'], 0);
+      // F32 weights and cache: the engine's log-probs are the trainer's to about 1e-4.
+      assert.ok((r['sampling/sampling_logp_difference/mean'] as number) < 1e-3, `logp difference ${r['sampling/sampling_logp_difference/mean']}`);
+      const ratio = r['sampling/importance_sampling_ratio/mean'] as number;
+      assert.ok(Math.abs(ratio - 1) < 1e-2, `IS ratio ${ratio}`);
+    }
+    run.dispose();
+  } finally {
+    await engine.close();
+    policy.dispose();
+  }
 });
 
 test('beta != 0 without a reference policy is refused', async () => {
