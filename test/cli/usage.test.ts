@@ -56,6 +56,26 @@ test('unknown backends and loss types name what is allowed', () => {
   }
 });
 
+test('rollout engine flags: an openai engine needs a URL, a model name and LoRA; eval-bench checks its own; nothing is written', () => {
+  const cases: [string[], string][] = [
+    [['train-grpo', '--engine', 'openai'], 'promedical train-grpo: error: engine = "openai" needs engine_url: the server\'s base URL (e.g. http://127.0.0.1:8000)'],
+    [['train-grpo', '--engine', 'openai', '--engine-url', 'localhost:8000', '--engine-model', 'm'], 'promedical train-grpo: error: engine_url = "localhost:8000": not an http(s) URL'],
+    [['train-grpo', '--engine', 'openai', '--engine-url', 'http://127.0.0.1:9'], 'promedical train-grpo: error: engine = "openai" needs engine_model: the model name the server serves (e.g. Qwen/Qwen3-0.6B)'],
+    [['train-grpo', '--engine', 'vllm'], 'promedical train-grpo: error: --engine vllm: not an allowed value; expected one of tfjs, llama.cpp, openai'],
+    [['eval-bench', '--engine', 'openai', '--engine-url', 'http://127.0.0.1:9'], 'promedical eval-bench: error: --engine openai needs --engine-url and --engine-model'],
+  ];
+  const dir = fs.mkdtempSync(path.join(tmp, 'engine-'));
+  for (const [argv, want] of cases) {
+    const r = cli([...argv, '--out', path.join(dir, 'out')], { cwd: dir });
+    assert.is(r.code, 2, r.stderr);
+    assert.is(errorLine(r), want);
+  }
+  const lora = cli(['train-grpo', '--engine', 'openai', '--engine-url', 'http://127.0.0.1:9', '--engine-model', 'm', '--out', path.join(dir, 'out')], { cwd: dir });
+  assert.is(lora.code, 2, lora.stderr);
+  assert.match(errorLine(lora), /--engine openai syncs the policy as LoRA adapters \(vLLM's load_lora_adapter\): add --lora-rank R/);
+  assert.equal(snapshot(dir), {}, 'nothing written');
+});
+
 test('a --rm or --policy path that holds no model is an error, and nothing is trained into it', () => {
   const rm = cli(['train-grpo', '--rm', 'path/with-typo', '--out', 'g'], { cwd: tmp });
   assert.is(rm.code, 2);

@@ -249,6 +249,47 @@ test('rollouts from the llama.cpp engine: synced before every generation, its lo
   }
 });
 
+// vLLM itself cannot run here (Python, PyTorch, an accelerator): the loopback fixture follows its
+// OpenAI-compatible protocol (test/helpers/vllm_fixture.ts).
+test('an OpenAI-compatible engine that fails mid-run (server error, malformed reply, hang) stops the trainer naming the step; the last checkpoint stays', async () => {
+  const { startVllmFixture } = await import('../helpers/vllm_fixture.js');
+  const { createOpenAIEngine } = await import('../../src/rollout/openai.js');
+  const { addLora } = await import('../../src/model/lora.js');
+  const { latestCheckpoint } = await import('../../src/train/run_state.js');
+  const fixture = await startVllmFixture({
+    model: 'tiny',
+    complete: async (_prompt, body) => Array.from({ length: body.n ?? 1 }, (_, j) => ({ ids: Array.from({ length: body.max_tokens ?? 1 }, (_, t) => 1000 + 7 * j + t), logprobs: Array.from({ length: body.max_tokens ?? 1 }, () => -11.9) })),
+  });
+  const failures = [
+    { route: '/v1/completions', status: 500, body: 'Internal Server Error' },
+    { route: '/v1/completions', status: 200, body: { id: 'x', object: 'text_completion', model: 'tiny', choices: [] } },
+    { route: '/v1/completions', hang: true },
+  ];
+  try {
+    for (const [k, failure] of failures.entries()) {
+      const { policy, tokenizer } = await tinyPolicy();
+      addLora(policy, { r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj'], seed: 1 });
+      const engine = createOpenAIEngine({ url: fixture.url, model: 'tiny', retries: 0, timeoutMs: 1500, lora: { dir: path.join(tmp, `lora-${k}`) } });
+      let generations = 0;
+      // After step 2's rollouts the server starts failing: step 3 cannot get its completions.
+      const reward: RewardFunction = { name: 'even', score: async (ps, t, ids) => (++generations === 2 && fixture.script.push(failure), evenIds.score(ps, t, ids)) };
+      const out = path.join(tmp, `openai-fail-${k}`);
+      const err = await trainGrpo({
+        policy, tokenizer, rewards: [reward], quiet: true, prompts, engine,
+        config: { out, steps: 4, lr: 1e-2, seed: 2, save_every: 1, prompts_per_step: 1, num_generations: 2, max_new_tokens: 3, lora_rank: 2 },
+      }).then(() => null, (e: Error) => e);
+      assert.ok(err, `failure ${k}: the run stopped`);
+      assert.match(err!.message, /^trainGrpo: step 3: openai rollout engine: /, `failure ${k}: ${err!.message}`);
+      if (k !== 1) assert.ok(err!.message.includes(fixture.url), `failure ${k} names the URL: ${err!.message}`);
+      assert.is(path.basename(latestCheckpoint(out)!), 'step-000002', 'the step-2 checkpoint is the newest, intact');
+      await engine.close();
+      policy.dispose();
+    }
+  } finally {
+    await fixture.close();
+  }
+});
+
 test('beta != 0 without a reference policy is refused', async () => {
   const dir = await ensureTinyQwen3(undefined, { log: () => {} });
   const policy = await loadQwen3(dir);
