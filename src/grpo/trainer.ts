@@ -144,6 +144,9 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
   const weights = opts.rewards.map((f) => f.weight ?? 1);
   const stops = tok.stopTokenIds;
   const stopSet = new Set(stops);
+  // The sampler's log-probs cost an inference engine time (llama.cpp sorts the vocabulary per
+  // token for them): asked for only when the correction or the off-policy mask reads them.
+  const wantSamplerLogprobs = engine.name !== 'tfjs' && (c.importance_sampling_correction || c.off_policy_mask_threshold !== null);
   const pad = tok.padTokenId;
   const sampling: Omit<RolloutRequest, 'prompts' | 'numGenerations' | 'seed'> = {
     maxNewTokens: c.max_new_tokens, temperature, topP: c.top_p, topK: c.top_k, repetitionPenalty: c.repetition_penalty, stopTokenIds: stops,
@@ -156,7 +159,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     const t0 = performance.now();
     let out: EngineCompletions;
     try {
-      out = await engine.generate({ ...sampling, prompts: promptIds, numGenerations: g, seed, logprobs: engine.name !== 'tfjs' });
+      out = await engine.generate({ ...sampling, prompts: promptIds, numGenerations: g, seed, logprobs: wantSamplerLogprobs });
     } catch (err) {
       throw new Error(`trainGrpo: step ${run.step + 1}: ${errorMessage(err)}`, { cause: err });
     }
