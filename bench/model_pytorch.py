@@ -3,7 +3,8 @@
 
     python3 bench/model_pytorch.py --config tiny|0.6B --seq 128 [--seq 512 ...] [--batch 1]
         [--threads 2] [--lora-rank 0] [--repeats 3] [--modes forward,train] [--skip-check]
-        [--gradient-checkpointing]
+        [--gradient-checkpointing] [--temperature T | --sample]
+        [--grpo-generations 8] [--grpo-prompt-len 32] [--grpo-micro-batch 4] [--grpo-old-logprobs]
 
 Runs a float32 Qwen3 dense decoder with random weights (normal*0.02, norm weights 1,
 torch.manual_seed(0)) on random input ids and measures, per (config, seq, mode):
@@ -14,6 +15,13 @@ torch.manual_seed(0)) on random input ids and measures, per (config, seq, mode):
            only LoRA adapters on q_proj / v_proj of every layer (alpha = 2r) get grads.
            --gradient-checkpointing recomputes each decoder layer in the backward pass
            (torch.utils.checkpoint, non-reentrant), as promedical's gradientCheckpointing.
+  generate KV-cached decoding of --seq new tokens after a 32-token prompt: greedy, or with
+           --temperature T > 0 (--sample: T = 1) HF-style sampling, softmax(logits / T) and
+           torch.multinomial (top-p 1, top-k off: GRPO's rollouts).
+  grpo     one GRPO step (beta 0, DAPO aggregation): sampled rollouts with the KV cache, the
+           old log-probs when --grpo-old-logprobs, the clipped loss on the completions' per-token
+           log-probs, backward and one AdamW step; the result also splits the step's seconds
+           into rollout_s / logprobs_s / loss_s / sync_s (medians over --repeats steps).
 
 tokens_per_s = B*T / median seconds over --repeats runs (after one warm-up run);
 peak_rss_mb = ru_maxrss (MiB) at the end of the measurement. The kernel's peak-RSS
@@ -84,7 +92,7 @@ CONFIGS = {
                  tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=1e6),
 }
 LORA_TARGETS = ("q_proj", "v_proj")
-MODES = ("forward", "train", "generate", "rm")
+MODES = ("forward", "train", "generate", "rm", "grpo")
 GENERATE_PROMPT = 32  # generate mode: prompt tokens per row (the new tokens are --seq)
 
 
@@ -243,7 +251,10 @@ class Qwen3ForCausalLM(nn.Module):
         cos, sin, mask = self.rope_and_mask(T, embed.weight.dtype, start)
         x = embed(input_ids)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask if T > 1 else None, None if caches is None else caches[i])
+            if caches is None and self.gradient_checkpointing and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask if T > 1 else None, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask if T > 1 else None, None if caches is None else caches[i])
         return self.model.norm(x)
 
     def head(self, hidden):
@@ -251,13 +262,19 @@ class Qwen3ForCausalLM(nn.Module):
         return hidden @ embed.weight.T if self.lm_head is None else self.lm_head(hidden)
 
     @torch.no_grad()
-    def generate(self, prompt_ids, new_tokens):
-        """Greedy decoding with a KV cache: the prompt in one pass, then one token per step."""
+    def generate(self, prompt_ids, new_tokens, temperature=0.0):
+        """Decoding with a KV cache: the prompt in one pass, then one token per step. Greedy at
+        temperature 0; otherwise HF-style sampling (top-p 1, top-k off): softmax(logits / T),
+        torch.multinomial."""
         caches = [{} for _ in self.model.layers]
         logits = self.head(self.hidden_states(prompt_ids, caches)[:, -1:])
         out, pos = [], prompt_ids.shape[1]
         for _ in range(new_tokens):
-            nxt = logits.argmax(-1)  # [B, 1]
+            if temperature > 0:
+                probs = torch.softmax(logits[:, -1] / temperature, dim=-1)  # [B, V]
+                nxt = torch.multinomial(probs, 1)  # [B, 1]
+            else:
+                nxt = logits.argmax(-1)  # [B, 1]
             out.append(nxt)
             logits = self.head(self.hidden_states(nxt, caches, pos))
             pos += 1
@@ -407,7 +424,78 @@ def time_median(step, repeats, before=None):
     return statistics.median(times)
 
 
-def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
+def completion_logp(model, ids, L, temperature):
+    """Per-token log-probs [B, L] of the last L tokens of ids (TRL's logits_to_keep: the LM head
+    only on the positions that predict them), at the sampling temperature."""
+    hidden = model.hidden_states(ids)[:, -L - 1:-1]
+    logits = model.head(hidden) / temperature
+    return torch.log_softmax(logits, dim=-1).gather(-1, ids[:, -L:, None]).squeeze(-1)
+
+
+def grpo_step(model, optimizer, prompt, a):
+    """One GRPO step (TRL semantics, beta 0): G sampled completions of --seq tokens per prompt row
+    (KV cache, HF-style multinomial sampling at --temperature, no stop tokens), rewards and
+    group-relative advantages, the old log-probs when --grpo-old-logprobs (an inference engine's
+    rollouts: TRL computes them for its importance-sampling correction; on policy with one
+    iteration it skips them), then the clipped policy loss with DAPO's aggregation (summed over
+    the step's tokens / their count) in micro-batches of --grpo-micro-batch rows, backward,
+    gradient clipping at norm 1, one AdamW step. Returns seconds per phase: rollout, logprobs, loss (loss + backward + step), sync (0:
+    the rollouts read the live weights)."""
+    G, L, T = a.grpo_generations, a.seq_now, a.temperature or 1.0
+    t0 = time.perf_counter()
+    rows = prompt.repeat_interleave(G, dim=0)
+    completions = model.generate(rows, L, temperature=T)  # [P*G, L]
+    ids = torch.cat((rows, completions), dim=1)
+    t1 = time.perf_counter()
+    rewards = (completions % 2).sum(1).float()  # any reward: the cost does not depend on it
+    grouped = rewards.view(-1, G)
+    adv = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)
+    mb = a.grpo_micro_batch
+    chunks = [slice(i, i + mb) for i in range(0, ids.shape[0], mb)]
+    old = None
+    if a.grpo_old_logprobs:
+        with torch.no_grad():
+            old = [completion_logp(model, ids[c], L, T) for c in chunks]
+    t2 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    active = ids.shape[0] * L  # no stop tokens: every completion token counts
+    eps = 0.2
+    for k, c in enumerate(chunks):
+        logp = completion_logp(model, ids[c], L, T)
+        ratio = torch.exp(logp - (logp.detach() if old is None else old[k]))
+        a_ = adv[c, None]
+        per_token = -torch.min(ratio * a_, ratio.clamp(1 - eps, 1 + eps) * a_)
+        (per_token.sum() / active).backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)  # TRL's max_grad_norm
+    optimizer.step()
+    t3 = time.perf_counter()
+    return {"rollout_s": t1 - t0, "logprobs_s": t2 - t1, "loss_s": t3 - t2, "sync_s": 0.0}
+
+
+def measure_grpo(model, config, seq, batch, lora_rank, repeats, rss_reset, a):
+    """--modes grpo: `batch` prompts of --grpo-prompt-len tokens, the median of `repeats` steps
+    after --grpo-warmup untimed ones (each phase's median, and the total's)."""
+    prompt = torch.randint(0, model.d.V, (batch, a.grpo_prompt_len), generator=torch.Generator().manual_seed(1))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    a.seq_now = seq
+    gc.collect()
+    if rss_reset:
+        reset_peak_rss()
+    steps = [grpo_step(model, optimizer, prompt, a) for _ in range(a.grpo_warmup + repeats)][a.grpo_warmup:]
+    totals = [sum(s.values()) for s in steps]
+    seconds = statistics.median(totals)
+    optimizer.zero_grad(set_to_none=True)
+    del optimizer
+    tokens = batch * a.grpo_generations * seq
+    return {"config": config, "seq": seq, "batch": batch, "lora_rank": lora_rank, "mode": "grpo",
+            "temperature": a.temperature or 1.0, "generations": a.grpo_generations, "prompt_len": a.grpo_prompt_len,
+            "old_logprobs": a.grpo_old_logprobs, "micro_batch": a.grpo_micro_batch,
+            "tokens_per_s": tokens / seconds, "seconds_median": seconds, "steps_per_s": 1 / seconds,
+            **{k: statistics.median(s[k] for s in steps) for k in steps[0]},
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset, temperature=0.0):
     ids = torch.randint(0, model.d.V, (batch, seq), generator=torch.Generator().manual_seed(seq))
     params = list(model.parameters())
 
@@ -418,11 +506,12 @@ def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
     def train_step():
         ref.causal_lm_loss(model(ids), ids).backward()
 
-    # generate: `batch` rows of GENERATE_PROMPT prompt tokens, `seq` new tokens each (greedy).
+    # generate: `batch` rows of GENERATE_PROMPT prompt tokens, `seq` new tokens each (greedy, or
+    # sampled at --temperature > 0).
     prompt = torch.randint(0, model.d.V, (batch, GENERATE_PROMPT), generator=torch.Generator().manual_seed(1))
 
     def generate_step():
-        model.generate(prompt, seq)
+        model.generate(prompt, seq, temperature)
 
     # rm: a Bradley-Terry step of a reward model: `batch` pairs (2 * batch sequences of `seq`
     # tokens), a Linear(H, 1) head on the last token, -log sigmoid(r_chosen - r_rejected), backward.
@@ -454,6 +543,7 @@ def measure(model, config, seq, batch, lora_rank, mode, repeats, rss_reset):
         seconds = time_median(train_step, repeats, before=clear_grads)
         clear_grads()
     return {"config": config, "seq": seq, "batch": batch, "lora_rank": lora_rank, "mode": mode,
+            **({"temperature": temperature} if mode == "generate" else {}),
             "tokens_per_s": tokens / seconds, "seconds_median": seconds,
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
@@ -467,13 +557,26 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning in train mode")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up")
-    parser.add_argument("--modes", default="forward,train", help="comma list of forward,train,generate,rm "
+    parser.add_argument("--modes", default="forward,train", help="comma list of forward,train,generate,rm,grpo "
                         "(generate: --seq new tokens after a 32-token prompt, per row of --batch; "
-                        "rm: --batch pairs of --seq tokens)")
+                        "rm: --batch pairs of --seq tokens; grpo: one GRPO step, --batch prompts x "
+                        "--grpo-generations completions of --seq tokens)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="train/rm: recompute each decoder layer in the backward pass")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="generate: 0 greedy, > 0 HF-style sampling (softmax(logits/T), torch.multinomial; "
+                        "top-p 1, top-k off); grpo: the rollouts' and the loss's temperature (default 1)")
+    parser.add_argument("--sample", action="store_true", help="generate: sample at temperature 1 (= --temperature 1)")
+    parser.add_argument("--grpo-generations", type=int, default=8, help="grpo: completions per prompt (G)")
+    parser.add_argument("--grpo-prompt-len", type=int, default=GENERATE_PROMPT, help="grpo: prompt tokens per prompt")
+    parser.add_argument("--grpo-micro-batch", type=int, default=4, help="grpo: completions per forward/backward pass")
+    parser.add_argument("--grpo-warmup", type=int, default=1, help="grpo: untimed steps before the timed ones")
+    parser.add_argument("--grpo-old-logprobs", action="store_true",
+                        help="grpo: also a no-grad pass for the old log-probs (as with an inference engine's rollouts)")
     parser.add_argument("--skip-check", action="store_true", help="skip the float64 reference check")
     args = parser.parse_args(argv)
+    if args.sample and args.temperature == 0:
+        args.temperature = 1.0
     configs = args.config or ["tiny"]
     seqs = args.seq or [128]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -508,7 +611,11 @@ def main(argv=None):
             f"train mode), built in {time.perf_counter() - t0:.1f} s, RSS {rss_model:.0f} MB")
         for seq in seqs:
             for mode in modes:
-                r = measure(model, config, seq, args.batch, args.lora_rank, mode, args.repeats, rss_reset)
+                if mode == "grpo":
+                    r = measure_grpo(model, config, seq, args.batch, args.lora_rank, args.repeats, rss_reset, args)
+                else:
+                    r = measure(model, config, seq, args.batch, args.lora_rank, mode, args.repeats, rss_reset,
+                                args.temperature)
                 log(f"[run] {config} T={seq} B={args.batch} {mode}"
                     f"{f' lora{args.lora_rank}' if args.lora_rank else ''}: "
                     f"{r['tokens_per_s']:.1f} tok/s ({r['seconds_median']:.3f} s), "
