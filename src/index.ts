@@ -133,3 +133,11 @@ export { trainGrpo, mixReference } from './grpo/trainer.js';
 export { rubricReward, rubricRewardTerms, overlongPenalty } from './grpo/rewards.js';
 export type { GrpoOptions, GrpoPrompt, RewardFunction } from './grpo/trainer.js';
 export type { GrpoInputs, GrpoLossOptions, GrpoMetrics, KlKind } from './grpo/loss.js';
+
+// serve: the reward-model HTTP server
+export { createRewardServer } from './serve/server.js';
+export type { RewardServer, RewardServerOptions, ScoreResult, ScoredCriterion } from './serve/server.js';
+export { RewardBatcher } from './serve/batcher.js';
+export type { BatcherOptions, Row as BatcherRow } from './serve/batcher.js';
+export { ApiError } from './serve/protocol.js';
+export { MetricsRegistry } from './serve/metrics.js';

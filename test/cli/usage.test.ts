@@ -112,7 +112,7 @@ test('unknown flags and commands: one line, a pointer to --help, exit 2', () => 
   assert.match(r.stderr, /see promedical train-rm --help/);
   const c = cli(['train-r'], { cwd: tmp });
   assert.is(c.code, 2);
-  assert.match(errorLine(c), /unknown command "train-r"; the commands: train-rm, score-rm, train-sft, train-grpo, eval-bench/);
+  assert.match(errorLine(c), /unknown command "train-r"; the commands: train-rm, score-rm, serve-rm, train-sft, train-grpo, eval-bench, export-gguf/);
 });
 
 test('an error inside a run is one line (exit 1), the stack only with --verbose; a config file is checked field by field', () => {
