@@ -125,7 +125,7 @@ export type { RewardAdvantageOptions, RewardAggregation, RewardScale } from './g
 export { grpoLoss, grpoLossTerms, klEstimate, LOSS_TYPES } from './grpo/loss.js';
 export type { GrpoMetricTensors } from './grpo/loss.js';
 export type { LossType } from './grpo/loss.js';
-export { importanceSamplingCorrection, IMPORTANCE_SAMPLING_MODES } from './grpo/importance_sampling.js';
+export { importanceSamplingCorrection, importanceSamplingTerms, samplingMetrics, IMPORTANCE_SAMPLING_MODES } from './grpo/importance_sampling.js';
 export type { ImportanceSamplingMode, ImportanceSamplingOptions, ImportanceSamplingMetrics } from './grpo/importance_sampling.js';
 export { rollout, completionMasks } from './grpo/rollouts.js';
 export type { Rollouts, RolloutOptions } from './grpo/rollouts.js';

@@ -40,6 +40,34 @@ export function importanceSamplingCorrection(
   mask: tf.Tensor2D,
   opts: ImportanceSamplingOptions = {},
 ): { ratio: tf.Tensor2D; metrics: ImportanceSamplingMetrics } {
+  const { ratio, stats } = importanceSamplingTerms(oldLogp, samplingLogp, mask, opts);
+  const metrics = samplingMetrics(stats.dataSync()); // the one device read
+  stats.dispose();
+  return { ratio, metrics };
+}
+
+/** TRL's metric names for the five statistics importanceSamplingTerms returns, read from the device. */
+export function samplingMetrics(v: ArrayLike<number>): ImportanceSamplingMetrics {
+  return {
+    'sampling/sampling_logp_difference/mean': v[0],
+    'sampling/sampling_logp_difference/max': v[1],
+    'sampling/importance_sampling_ratio/min': v[2],
+    'sampling/importance_sampling_ratio/mean': v[3],
+    'sampling/importance_sampling_ratio/max': v[4],
+  };
+}
+
+/**
+ * importanceSamplingCorrection with its statistics left on the device ([5]: logp difference mean
+ * and max, ratio min, mean and max; the caller disposes it and reads it when convenient, e.g. with
+ * the step's other metrics, and names it with samplingMetrics).
+ */
+export function importanceSamplingTerms(
+  oldLogp: tf.Tensor2D,
+  samplingLogp: tf.Tensor2D,
+  mask: tf.Tensor2D,
+  opts: ImportanceSamplingOptions = {},
+): { ratio: tf.Tensor2D; stats: tf.Tensor1D } {
   const mode = opts.mode ?? 'sequence_mask';
   if (!IMPORTANCE_SAMPLING_MODES.includes(mode)) throw new Error(`importanceSamplingCorrection: unknown mode "${String(mode)}"; expected one of ${IMPORTANCE_SAMPLING_MODES.join(', ')}`);
   const lo = opts.clipMin ?? null;
@@ -83,16 +111,5 @@ export function importanceSamplingCorrection(
     ]) as tf.Tensor1D);
     return r as tf.Tensor2D;
   });
-  const v = stats!.dataSync(); // the one device read
-  stats!.dispose();
-  return {
-    ratio,
-    metrics: {
-      'sampling/sampling_logp_difference/mean': v[0],
-      'sampling/sampling_logp_difference/max': v[1],
-      'sampling/importance_sampling_ratio/min': v[2],
-      'sampling/importance_sampling_ratio/mean': v[3],
-      'sampling/importance_sampling_ratio/max': v[4],
-    },
-  };
+  return { ratio, stats: stats! };
 }

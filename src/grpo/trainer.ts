@@ -13,7 +13,7 @@ import { stepsPerGeneration, validateConfig, type GrpoConfig } from '../train/co
 import { runOptions, TrainingRun } from '../train/run.js';
 import { combineRewards, fracZeroStd, nanmean as nanMean, nanstd as nanStd, rewardAdvantages, zeroStdGroups } from './advantages.js';
 import { grpoLossTerms, type GrpoLossOptions, type GrpoMetricTensors } from './loss.js';
-import { importanceSamplingCorrection } from './importance_sampling.js';
+import { importanceSamplingTerms, samplingMetrics } from './importance_sampling.js';
 import { completionMasks } from './rollouts.js';
 import { errorMessage, type EngineCompletions, type RolloutEngine, type RolloutRequest } from '../rollout/engine.js';
 import { createTfjsEngine } from '../rollout/tfjs.js';
@@ -200,7 +200,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
   };
 
   /** The step's tensors: prompt + completion rows left padded, so completions fill the last L columns. */
-  const slicesOf = (groups: Group[], advantages: Float32Array, offset: number): { slices: Slice[]; activeTokens: number; L: number; sampling: Record<string, number> } => {
+  const slicesOf = (groups: Group[], advantages: Float32Array, offset: number): { slices: Slice[]; activeTokens: number; L: number; samplingStats?: tf.Tensor1D } => {
     const completions = groups.flatMap((g) => g.completions);
     const masks = completionMasks(completions, stops, pad, c.mask_truncated_completions);
     const L = masks.completions[0].length;
@@ -224,13 +224,14 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     }
     timing.logprobs += (performance.now() - t0) / 1000;
     // TRL's correction of the sampler / trainer mismatch, over the whole step's completions.
-    let samplingMetrics: Record<string, number> = {};
+    // Its statistics stay on the device until the step's metrics are read.
+    let samplingStats: tf.Tensor1D | undefined;
     if (sampled && c.importance_sampling_correction) {
       const [oldAll, sampAll, maskAll] = [slices.map((x) => x.old!), slices.map((x) => x.sampling!), slices.map((x) => x.mask)].map((ts) => tf.concat(ts) as tf.Tensor2D);
-      const { ratio, metrics } = importanceSamplingCorrection(oldAll, sampAll, maskAll, {
+      const { ratio, stats } = importanceSamplingTerms(oldAll, sampAll, maskAll, {
         mode: c.importance_sampling_mode, clipMin: c.importance_sampling_clip_min, clipMax: c.importance_sampling_clip_max,
       });
-      samplingMetrics = { ...metrics };
+      samplingStats = stats;
       let r0 = 0;
       for (const x of slices) {
         x.isRatio = ratio.slice([r0, 0], [x.rows, -1]);
@@ -238,7 +239,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
       }
       tf.dispose([oldAll, sampAll, maskAll, ratio]);
     }
-    return { slices, activeTokens, L, sampling: samplingMetrics };
+    return { slices, activeTokens, L, samplingStats };
   };
 
   while (!run.done) {
@@ -318,7 +319,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
         row['dynamic_sampling/dropped_groups'] = gen.dropped;
         row['dynamic_sampling/unfilled_groups'] = gen.unfilled ?? 0;
       }
-      Object.assign(row, s.sampling);
+      if (s.samplingStats) Object.assign(row, samplingMetrics(await s.samplingStats.data()));
       if (engine.name !== 'tfjs') row['engine/weight_lag_steps'] = lag;
       // The generation batch's times, on its first step's row.
       if (timing.rollout + timing.logprobs + timing.sync > 0) {
@@ -342,6 +343,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
       }
     }
     for (const s of prepared) {
+      s.samplingStats?.dispose();
       for (const x of s.slices) {
         disposeBatch(x.batch);
         tf.dispose([x.mask, x.adv, ...[x.old, x.ref, x.sampling, x.isRatio].filter((t): t is tf.Tensor2D => t !== undefined)]);

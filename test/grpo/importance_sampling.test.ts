@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import { importanceSamplingCorrection, IMPORTANCE_SAMPLING_MODES, type ImportanceSamplingMode } from '../../src/grpo/importance_sampling.js';
+import { importanceSamplingCorrection, importanceSamplingTerms, IMPORTANCE_SAMPLING_MODES, samplingMetrics, type ImportanceSamplingMode } from '../../src/grpo/importance_sampling.js';
 import { grpoLoss } from '../../src/grpo/loss.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';
 
@@ -33,7 +33,11 @@ test('every mode and bound: the ratio and the five sampling metrics', () => {
       const g = metrics[k as keyof typeof metrics];
       assert.ok(close(g, v), `${c.name}: ${k} ${g} vs ${v}`);
     }
-    tf.dispose([old, samp, mask, ratio]);
+    // The device-side variant the trainer uses: the same statistics, read later.
+    const terms = importanceSamplingTerms(old, samp, mask, { mode: c.mode, clipMin: c.clip_min, clipMax: c.clip_max });
+    const later = samplingMetrics(terms.stats.dataSync());
+    for (const [k, v] of Object.entries(c.metrics)) assert.ok(close(later[k as keyof typeof later], v), `${c.name} (terms): ${k}`);
+    tf.dispose([old, samp, mask, ratio, terms.ratio, terms.stats]);
   }
 });
 
