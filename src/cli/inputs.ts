@@ -60,3 +60,17 @@ export function requireRewardModelDir(flag: string, p: string): string {
 
 /** Progress lines of a command on stderr. */
 export const say = (command: string) => (line: string) => process.stderr.write(`[${command}] ${line}\n`);
+
+/** The first SIGTERM or SIGINT, by name, for a server to stop on; `release` removes the listeners. */
+export function untilSignal(): { signal: Promise<NodeJS.Signals>; release: () => void } {
+  let stop: (s: NodeJS.Signals) => void = () => {};
+  const signal = new Promise<NodeJS.Signals>((resolve) => (stop = resolve));
+  const onSignal = (s: NodeJS.Signals) => stop(s);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const release = () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+  return { signal, release };
+}

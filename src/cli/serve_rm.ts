@@ -9,7 +9,7 @@ import { CriteriaRewardModel } from '../reward/model.js';
 import { createRewardServer } from '../serve/server.js';
 import type { Field } from '../train/config.js';
 import { flagOf, helpText, parseFlags, userCwd } from './args.js';
-import { requireFile, requireRewardModelDir, say } from './inputs.js';
+import { requireFile, requireRewardModelDir, say, untilSignal } from './inputs.js';
 
 const FIELDS: Record<string, Field> = {
   rm: { kind: 'string', doc: 'The reward model folder (train-rm writes <out>/reward-model).' },
@@ -17,7 +17,7 @@ const FIELDS: Record<string, Field> = {
   format: { kind: 'enum', values: ['promedical', 'healthbench', 'kqa', 'kqa-nli', 'rar', 'ultramedical'], doc: 'Format of --records.' },
   host: { kind: 'string', doc: 'Address to listen on (loopback by default; 0.0.0.0 exposes it).' },
   port: { kind: 'int', min: 0, max: 65535, doc: 'Port (0: any free port, printed on stderr).' },
-  max_batch_tokens: { kind: 'int', min: 1, doc: 'Most padded tokens of one forward pass (concurrent requests merge up to this).' },
+  max_batch_tokens: { kind: 'int', min: 0, doc: 'Most padded tokens of one forward pass (concurrent requests merge up to this; 0: no batching, one request per pass).' },
   max_wait_ms: { kind: 'number', min: 0, doc: 'Longest wait for more requests before a forward pass starts.' },
   max_queue: { kind: 'int', min: 1, doc: 'Most requests waiting; one more is answered 503 with Retry-After.' },
   request_timeout: { kind: 'number', min: 0, exclusiveMin: true, doc: 'Seconds a request may wait for its scores before a 504.' },
@@ -89,16 +89,12 @@ export async function serveRm(argv: string[]): Promise<void> {
     log,
     onBatch: () => void batches++,
   });
-  let stop: (signal: string) => void = () => {};
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const onSignal = (s: NodeJS.Signals) => stop(s);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  const stopped = untilSignal();
   try {
     await server.ready;
     const { url } = await server.listen({ host: a.host, port: a.port });
     log(`listening on ${url} (${records.length} records, max ${rm.maxLength} tokens per input)`);
-    const signal = await stopped;
+    const signal = await stopped.signal;
     log(`${signal}: finishing in-flight requests (at most ${a.shutdown_timeout} s)`);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), a.shutdown_timeout * 1000)));
@@ -111,8 +107,7 @@ export async function serveRm(argv: string[]): Promise<void> {
     const served = server.metrics.render().match(/^promedical_requests_total\{[^}]*\} \d+$/gm) ?? [];
     console.log(JSON.stringify({ stopped: signal, requests: served.reduce((n, l) => n + Number(l.split(' ').pop()), 0), batches }));
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    stopped.release();
     rm.dispose();
   }
 }

@@ -9,7 +9,8 @@ import type { CriteriaRewardModel } from '../reward/model.js';
 import { ApiError } from './protocol.js';
 
 export interface BatcherOptions {
-  /** Most padded tokens (rows x longest row) of one forward pass (default 8192). */
+  /** Most padded tokens (rows x longest row) of one forward pass (default 8192). 0: no batching,
+   * each request's rows alone in a pass of their own (the unbatched baseline). */
   maxBatchTokens?: number;
   /** Longest wait for more rows before a batch starts, in ms (default 5). */
   maxWaitMs?: number;
@@ -134,7 +135,7 @@ export class RewardBatcher {
 
   private schedule(): void {
     if (this.running || this.queue.length === 0) return;
-    if (this.pendingTokens() >= this.maxBatchTokens || this.maxWaitMs <= 0) {
+    if (this.maxBatchTokens === 0 || this.pendingTokens() >= this.maxBatchTokens || this.maxWaitMs <= 0) {
       // Started on the next turn of the event loop, so that requests already received queue first.
       if (this.waitTimer) clearTimeout(this.waitTimer);
       this.waitTimer = null;
@@ -147,9 +148,15 @@ export class RewardBatcher {
     }
   }
 
-  /** Rows for the next pass, FIFO, while rows x longest stays within the budget (at least one). */
+  /** Rows for the next pass, FIFO, while rows x longest stays within the budget (at least one);
+   * unbatched: the first request's rows. */
   private take(): { job: Job; index: number }[] {
     const out: { job: Job; index: number }[] = [];
+    if (this.maxBatchTokens === 0) {
+      const job = this.queue.find((j) => j.next < j.rows.length);
+      while (job && job.next < job.rows.length) out.push({ job, index: job.next++ });
+      return out;
+    }
     let longest = 0;
     for (const job of this.queue) {
       while (job.next < job.rows.length) {

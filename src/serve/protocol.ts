@@ -2,6 +2,7 @@
 // before a handler runs), the error body { error: { code, message, field } }, and the parsing of
 // OpenRLHF's remote-RM request (openrlhf/utils/agent.py, _fetch_rewards_via_http):
 //   { "query": [prompt + response, decoded with special tokens], "prompts": [...], "labels": [...] }
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { ChatMessage } from '../data/chat.js';
 import { TIERS, type Criterion } from '../data/schema.js';
 
@@ -22,6 +23,41 @@ export class ApiError extends Error {
   body(): { error: { code: string; message: string; field: string | null } } {
     return { error: { code: this.code, message: this.message, field: this.field } };
   }
+}
+
+/** Sends `e` as its JSON body, with Retry-After when it has one. */
+export function sendApiError(reply: FastifyReply, e: ApiError): FastifyReply {
+  if (e.retryAfter !== undefined) reply.header('Retry-After', String(e.retryAfter));
+  return reply.code(e.status).type('application/json').send(e.body());
+}
+
+/**
+ * Every error of `app` answered as a JSON ApiError body: a failed JSON schema names the field
+ * (an unknown field, a missing one, a value not allowed), fastify's own body errors keep their
+ * status (413 body_too_large, 415, 400 invalid_json), anything else is a 500 whose stack goes
+ * to `log`; an unknown route is 404.
+ */
+export function jsonErrors(app: FastifyInstance, log: (line: string) => void): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof ApiError) return sendApiError(reply, err);
+    if (err.validation) {
+      const v = err.validation[0];
+      const p = v.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] };
+      const extra = v.keyword === 'additionalProperties' ? p.additionalProperty : undefined;
+      const field = fieldOf(v.instancePath, v.keyword === 'required' ? p.missingProperty : extra) || null;
+      const what = v.keyword === 'enum' ? `${v.message}: ${(p.allowedValues ?? []).join(', ')}` : extra ? 'is not a field of this request' : (v.message ?? 'invalid');
+      return sendApiError(reply, new ApiError(400, 'invalid_request', `${field ?? 'body'} ${what}`, field));
+    }
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const code =
+      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large'
+      : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'unsupported_media_type'
+      : status === 400 && /JSON|Unexpected|body/i.test(`${err.code} ${err.message}`) ? 'invalid_json'
+      : status < 500 ? 'bad_request' : 'internal';
+    if (status >= 500) log(`error on ${req.method} ${req.url}: ${err.stack ?? err.message}`);
+    return sendApiError(reply, new ApiError(status, code, status >= 500 ? 'internal error' : err.message, null));
+  });
+  app.setNotFoundHandler((req, reply) => sendApiError(reply, new ApiError(404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
 }
 
 const criterionSchema = {

@@ -4,7 +4,7 @@
 // forward passes and one pass runs at a time. Bad input is a JSON error { error: { code, message,
 // field } } with a 4xx status and never reaches the model.
 import * as tf from '@tensorflow/tfjs';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../data/chat.js';
 import { eciInstance, type Truncation } from '../data/eci.js';
 import type { Criterion, RubricRecord } from '../data/schema.js';
@@ -12,7 +12,7 @@ import type { CriteriaRewardModel } from '../reward/model.js';
 import { promedicalReward, promedicalScores, type RewardWeights, type TierScores } from '../reward/scores.js';
 import { RewardBatcher, type BatcherOptions, type Row } from './batcher.js';
 import { MetricsRegistry } from './metrics.js';
-import { ApiError, checkCriteria, criteriaOfJsonLabel, fieldOf, GET_REWARD_SCHEMA, messagesOfPrompt, responseOfQuery, SCORE_SCHEMA, type GetRewardBody, type ScoreBody } from './protocol.js';
+import { ApiError, checkCriteria, criteriaOfJsonLabel, GET_REWARD_SCHEMA, jsonErrors, messagesOfPrompt, responseOfQuery, SCORE_SCHEMA, type GetRewardBody, type ScoreBody } from './protocol.js';
 
 export interface RewardServerOptions extends BatcherOptions {
   /** Records whose ids requests may name instead of sending criteria (record_id, OpenRLHF labels). */
@@ -86,6 +86,7 @@ export function createRewardServer(rm: CriteriaRewardModel, opts: RewardServerOp
   metrics.gauge('promedical_queue_depth', 'Requests waiting for a forward pass.', () => batcher.depth);
   metrics.gauge('promedical_batch_running', '1 while a forward pass runs.', () => (batcher.busy ? 1 : 0));
   metrics.gauge('promedical_tensors', 'Live tfjs tensors (tf.memory().numTensors).', () => tf.memory().numTensors);
+  metrics.gauge('process_resident_memory_bytes', 'Resident memory of the server process in bytes.', () => process.memoryUsage.rss());
 
   let warm = false;
   let closing = false;
@@ -115,30 +116,7 @@ export function createRewardServer(rm: CriteriaRewardModel, opts: RewardServerOp
     latency.observe((performance.now() - (started.get(req) ?? performance.now())) / 1000, { route });
   });
 
-  const sendError = (reply: FastifyReply, e: ApiError) => {
-    if (e.retryAfter !== undefined) reply.header('Retry-After', String(e.retryAfter));
-    return reply.code(e.status).type('application/json').send(e.body());
-  };
-
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    if (err instanceof ApiError) return sendError(reply, err);
-    if (err.validation) {
-      const v = err.validation[0];
-      const missing = v.keyword === 'required' ? String((v.params as { missingProperty?: string }).missingProperty) : undefined;
-      const field = fieldOf(v.instancePath, missing) || null;
-      const what = v.keyword === 'enum' ? `${v.message}: ${((v.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}` : (v.message ?? 'invalid');
-      return sendError(reply, new ApiError(400, 'invalid_request', `${field ?? 'body'} ${what}`, field));
-    }
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    const code =
-      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large'
-      : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'unsupported_media_type'
-      : status === 400 && /JSON|Unexpected|body/i.test(`${err.code} ${err.message}`) ? 'invalid_json'
-      : status < 500 ? 'bad_request' : 'internal';
-    if (status >= 500) log(`error on ${req.method} ${req.url}: ${err.stack ?? err.message}`);
-    return sendError(reply, new ApiError(status, code, status >= 500 ? 'internal error' : err.message, null));
-  });
-  app.setNotFoundHandler((req, reply) => sendError(reply, new ApiError(404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
+  jsonErrors(app, log);
 
   /** Aborts when the client goes away before its answer is sent. */
   const clientGone = (reply: FastifyReply): AbortSignal => {

@@ -103,6 +103,18 @@ test('concurrent requests merge into shared forward passes; each equals its unba
   await s.close();
 });
 
+test('maxBatchTokens 0: no batching, one request per forward pass, the same results', async () => {
+  const passes: number[] = [];
+  const { s, url } = await started({ maxWaitMs: 30, maxBatchTokens: 0, onBatch: (rows) => passes.push(rows) });
+  const r = records[0];
+  const want = await rm.scoreResponses(r.prompt, r.responses.map((x) => x.text), r.criteria);
+  passes.length = 0; // the warm-up pass
+  const answers = await Promise.all(r.responses.map((x) => post(`${url}/v1/score`, { prompt: r.prompt, responses: [x.text], record_id: r.id })));
+  answers.forEach((a, i) => assert.ok(Math.abs(a.body.results[0].reward - want[i].reward) < 1e-6, `response ${i}`));
+  assert.equal(passes, r.responses.map(() => r.criteria.length), 'each pass holds exactly one request');
+  await s.close();
+});
+
 test('/get_reward speaks OpenRLHF: query = prompt + response, labels = record ids or JSON criteria', async () => {
   const { s, url } = await started();
   const [a, b] = records;
@@ -138,7 +150,7 @@ test('an over-long response is cut by the ECI rules and the answer says so', asy
   await s.close();
 });
 
-test('/metrics: requests and errors by route and code, latency, batch sizes, queue depth', async () => {
+test('/metrics: requests and errors by route and code, latency, batch sizes, queue depth, tensors, RSS', async () => {
   const { s, url } = await started();
   await post(`${url}/v1/score`, { prompt: 'x', responses: ['y'], record_id: records[0].id });
   await post(`${url}/v1/score`, { prompt: 'x', responses: [], record_id: records[0].id });
@@ -151,6 +163,9 @@ test('/metrics: requests and errors by route and code, latency, batch sizes, que
   assert.match(m.text, /promedical_batch_rows_count \d+/);
   assert.match(m.text, /promedical_queue_depth 0/);
   assert.match(m.text, /# TYPE promedical_request_duration_seconds histogram/);
+  assert.match(m.text, new RegExp(`promedical_tensors ${tf.memory().numTensors}\\n`));
+  const rss = Number(/process_resident_memory_bytes (\d+)/.exec(m.text)?.[1]);
+  assert.ok(Math.abs(rss - process.memoryUsage.rss()) < 64 * 2 ** 20, `RSS ${rss} is this process's`);
   await s.close();
 });
 
