@@ -3,8 +3,8 @@
 // bench/model_pytorch.py --modes grpo), from the tfjs engine or llama.cpp (createLlamaCppEngine,
 // F32 GGUF). beta 0 (no reference pass), dapo, micro-batches of 4, G 8. The seconds per step are
 // read from the run's metrics rows: time/rollout_s, time/logprobs_s (old log-probs: engine
-// rollouts only), time/sync_s (the engine's weight sync), and `seconds` (loss + backward +
-// optimizer step).
+// rollouts with the importance-sampling correction only), time/sync_s (the engine's weight sync),
+// and `seconds` (loss + backward + optimizer step).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,6 +27,10 @@ export interface GrpoStepOptions {
   checkpointing: boolean;
   /** llama.cpp's CPU threads. */
   llamaThreads: number;
+  /** TRL's importance-sampling correction of an engine's sampling: llama.cpp then returns each
+   * sampled token's log-prob (a vocabulary sort per token in node-llama-cpp) and the trainer
+   * computes its own old log-probs. No effect on tfjs rollouts (they are the trainer's own). */
+  importanceSampling: boolean;
 }
 
 /** Prompts of 32 tokens each after the chat template (the longest one's length is returned). */
@@ -56,6 +60,7 @@ export async function grpoStepCase(policy: Qwen3ForCausalLM, tokenizer: ChatToke
         out: path.join(tmp, 'run'), steps: o.warmup + o.steps, lr: 1e-6, seed: 0, save_every: 0,
         num_generations: GRPO_GENERATIONS, prompts_per_step: o.prompts, max_new_tokens: o.newTokens, micro_batch_size: 4,
         temperature: 1, top_p: 1, top_k: 0, beta: 0, loss_type: 'dapo', mask_truncated_completions: false, gradient_checkpointing: o.checkpointing,
+        importance_sampling_correction: o.importanceSampling,
       },
     });
     const n = (v: unknown) => (typeof v === 'number' ? v : 0);

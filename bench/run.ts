@@ -30,7 +30,7 @@ type Mode = 'forward' | 'train' | 'generate' | 'rm' | 'load' | 'grpo';
 /** checkpointing: gradient checkpointing (layers recomputed in backprop) on both sides.
  * temperature: generate samples at it (0 / undefined: greedy). engine: grpo's rollout engine
  * (batch: prompts per step, seq: new tokens per completion). */
-interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number; checkpointing?: boolean; temperature?: number; engine?: 'tfjs' | 'llama.cpp' }
+interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number; checkpointing?: boolean; temperature?: number; engine?: 'tfjs' | 'llama.cpp'; importanceSampling?: boolean }
 /** grpo: seconds per step (median) and its split; promptTokens: the longest prompt (PyTorch's prompt length). */
 interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; wasmHeapMb?: number; error?: string; split?: GrpoSplit; promptTokens?: number }
 
@@ -41,7 +41,8 @@ Qwen3 speed and memory, ours beside PyTorch (bench/model_pytorch.py) on the same
   --quick     tiny cases up to T = 512, one timed run each (about 5 minutes)
   --tiny      every tiny case, no 0.6B
   --only KEYS just these cases (JSON keys, e.g. train_tiny_t512,train_0.6b_t512,generate_tiny_b8_t1,
-              grpo_step_tiny,grpo_step_tiny_llamacpp,grpo_step_0.6b_llamacpp)
+              grpo_step_tiny,grpo_step_tiny_llamacpp,grpo_step_tiny_llamacpp_is,grpo_step_0.6b,
+              grpo_step_0.6b_llamacpp)
   --no-torch  ours only
 The full run takes about 30 minutes (the 0.6B GRPO step alone 10 or more). Prints a table on stderr and one JSON line on stdout; results
 in bench/RESULTS.md.`);
@@ -64,12 +65,13 @@ const rssMb = () => process.resourceUsage().maxRSS / 1024;
 const PROMPT = 32; // generate: prompt tokens per row (as bench/model_pytorch.py)
 
 /** Ratio keys: train_tiny_t512, forward_tiny_t512, generate_tiny_b8, generate_tiny_b8_t1 (sampled),
- * rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8), grpo_step_tiny, grpo_step_0.6b_llamacpp... */
+ * rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8), grpo_step_tiny, grpo_step_tiny_llamacpp(_is),
+ * grpo_step_0.6b, grpo_step_0.6b_llamacpp... */
 const key = (c: Case) => {
   const cfg = c.config.toLowerCase();
   if (c.mode === 'load') return `load_${cfg}_bf16`;
   if (c.mode === 'generate') return `generate_${cfg}_b${c.batch}${c.temperature ? `_t${c.temperature}` : ''}`;
-  if (c.mode === 'grpo') return `grpo_step_${cfg}${c.engine === 'llama.cpp' ? '_llamacpp' : ''}`;
+  if (c.mode === 'grpo') return `grpo_step_${cfg}${c.engine === 'llama.cpp' ? '_llamacpp' : ''}${c.importanceSampling ? '_is' : ''}`;
   if (c.mode === 'rm') return `rm_${cfg}_b${c.batch}_t${c.seq}`;
   return `${c.mode}_${cfg}_t${c.seq}`;
 };
@@ -79,7 +81,10 @@ const tiny = (mode: Mode, seq: number, batch = 1): Case => ({ config: 'tiny', se
 const big = (mode: Mode, seq: number, loraRank = 0, batch = 1): Case => ({ config: '0.6B', seq, mode, loraRank, batch, checkpointing: mode === 'train' || mode === 'grpo' });
 const sampled = (c: Case): Case => ({ ...c, temperature: 1 });
 /** A GRPO step: 2 prompts x G completions of 64 new tokens. */
-const grpo = (c: Case, engine: 'tfjs' | 'llama.cpp'): Case => ({ ...c, engine });
+// llama.cpp's rollouts run without TRL's importance-sampling correction (an F32 GGUF samples the
+// trainer's own distribution: log-probs within 1e-4), except in the `_is` case, which measures
+// what the correction costs: node-llama-cpp sorts the vocabulary for each sampled token's log-prob.
+const grpo = (c: Case, engine: 'tfjs' | 'llama.cpp', importanceSampling = false): Case => ({ ...c, engine, importanceSampling });
 const CASES: Case[] = [
   ...[128, 512, 2048].flatMap((seq) => [tiny('forward', seq), tiny('train', seq)]),
   tiny('generate', 64, 1),
@@ -88,6 +93,7 @@ const CASES: Case[] = [
   sampled(tiny('generate', 64, 8)),
   grpo(tiny('grpo', 64, 2), 'tfjs'),
   grpo(tiny('grpo', 64, 2), 'llama.cpp'),
+  grpo(tiny('grpo', 64, 2), 'llama.cpp', true),
   tiny('rm', 256, 4),
   big('load', 0),
   big('forward', 128),
@@ -96,6 +102,7 @@ const CASES: Case[] = [
   big('generate', 16, 0, 1),
   sampled(big('generate', 16, 0, 1)),
   sampled(big('generate', 16, 0, 8)),
+  grpo(big('grpo', 64, 8, 2), 'tfjs'),
   grpo(big('grpo', 64, 8, 2), 'llama.cpp'),
 ].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny') && (!only || only.includes(key(c))));
 
@@ -111,6 +118,27 @@ async function bf16Checkpoint(): Promise<string> {
     await writeRandomQwen3(dir, qwen3Config('0.6B'), { dtype: 'bfloat16', maxShardBytes: 3e8 });
   }
   return dir;
+}
+
+/** The CPU's model name (every figure says which machine it came from). */
+function cpuModel(): string {
+  const named = os.cpus()[0]?.model?.trim();
+  if (named) return named;
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The vector extensions that decide GEMM speed (from /proc/cpuinfo; empty elsewhere). */
+function cpuFlags(): string[] {
+  try {
+    const flags = new Set(/^flags\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? []);
+    return ['sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile'].filter((f) => flags.has(f));
+  } catch {
+    return [];
+  }
 }
 
 /** One case, in this process (the child side). */
@@ -132,6 +160,7 @@ async function runCase(c: Case): Promise<Result> {
     const llamaThreads = typeof threads === 'number' ? threads : os.availableParallelism();
     const r = await grpoStepCase(model, loadTokenizer(), {
       engine: c.engine ?? 'tfjs', prompts: c.batch, newTokens: c.seq, warmup: grpoWarmup(c), steps: repeatsOf(c), checkpointing: c.checkpointing ?? false, llamaThreads,
+      importanceSampling: c.importanceSampling ?? false,
     });
     model.dispose();
     return { ...c, ...r, peakRssMb: rssMb(), wasmHeapMb: wasmHeapMb() };
@@ -208,12 +237,12 @@ const torchArgs = (r: Result): string[] => {
   if (r.mode === 'generate') return r.temperature ? ['--temperature', String(r.temperature)] : [];
   if (r.mode !== 'grpo') return [];
   return ['--temperature', '1', '--grpo-generations', String(GRPO_GENERATIONS), '--grpo-prompt-len', String(r.promptTokens ?? PROMPT), '--grpo-micro-batch', '4',
-    '--grpo-warmup', String(grpoWarmup(r)), ...(r.engine === 'llama.cpp' ? ['--grpo-old-logprobs'] : [])];
+    '--grpo-warmup', String(grpoWarmup(r)), ...(r.importanceSampling ? ['--grpo-old-logprobs'] : [])];
 };
 
 /** The PyTorch row of our result `r`, if it ran. */
 const torchRowOf = (rows: TorchRow[], r: Result) => rows.find((x) => x.config === r.config && x.seq === r.seq && x.mode === r.mode && x.lora_rank === r.loraRank && x.batch === r.batch
-  && (x.temperature ?? 0) === (r.mode === 'grpo' ? 1 : r.temperature ?? 0) && (r.mode !== 'grpo' || x.old_logprobs === (r.engine === 'llama.cpp')));
+  && (x.temperature ?? 0) === (r.mode === 'grpo' ? 1 : r.temperature ?? 0) && (r.mode !== 'grpo' || x.old_logprobs === (r.importanceSampling ?? false)));
 
 function pytorch(cases: Result[]): { rows: TorchRow[]; meta: Record<string, unknown> } {
   const rows: TorchRow[] = [];
@@ -264,5 +293,5 @@ if (args.includes('--prepare-load')) {
     lines.push(`| ${name} | ${ourCell} | ${torchCell} | ${Number.isFinite(ratio) ? ratio.toFixed(2) : '-'} | ${r.peakRssMb.toFixed(0)} | ${r.wasmHeapMb?.toFixed(0) ?? '-'} | ${t ? t.peak_rss_mb.toFixed(0) : '-'} |`);
   }
   process.stderr.write(lines.join('\n') + '\n');
-  console.log(JSON.stringify({ backend, threads, pytorch: torch.meta, ours: mine, ratios }));
+  console.log(JSON.stringify({ cpu: cpuModel(), cpu_flags: cpuFlags(), cores: os.availableParallelism(), backend, threads, pytorch: torch.meta, ours: mine, ratios }));
 }
