@@ -141,3 +141,25 @@ export { RewardBatcher } from './serve/batcher.js';
 export type { BatcherOptions, Row as BatcherRow } from './serve/batcher.js';
 export { ApiError } from './serve/protocol.js';
 export { MetricsRegistry } from './serve/metrics.js';
+
+// rubrics: the human-in-the-loop rubric pipeline (prepare -> draft -> review -> export)
+export type { Candidate, PreparedItem, DraftItem } from './rubrics/items.js';
+export { createChatClient, askJson, ChatError, ReplyError, Aborted } from './rubrics/chat_client.js';
+export type { ChatClient, ChatClientOptions, ChatRequest, ChatReply, ReplySchema } from './rubrics/chat_client.js';
+export { Deduplicator, dedupe, normalise, shingleSet, jaccard, DEFAULT_THRESHOLD } from './rubrics/dedup.js';
+export type { Duplicate, DedupOptions } from './rubrics/dedup.js';
+export { prepareInstructions, readInstructions, parseEndpoints, checkDifficulty } from './rubrics/prepare.js';
+export type { PrepareOptions, PrepareSummary, Instruction, FilteredItem, Endpoint } from './rubrics/prepare.js';
+export { draftRubrics, checkDraft, checkGrades, readPrepared } from './rubrics/draft.js';
+export type { DraftOptions, DraftSummary } from './rubrics/draft.js';
+export { StageInterrupted, SettingsError, WORK_FILES } from './rubrics/stage.js';
+export type { Failure } from './rubrics/stage.js';
+export { Journal, readJournal, foldJournal } from './rubrics/journal.js';
+export type { JournalEntry, DecisionEntry, GradeEntry, DoneEntry, Action, ItemState, Folded } from './rubrics/journal.js';
+export { roundReport, raterAgreement } from './rubrics/review_report.js';
+export type { RoundReport, Rates, Kappa, PairAgreement } from './rubrics/review_report.js';
+export { createReviewServer } from './rubrics/review_server.js';
+export type { ReviewServer, ReviewServerOptions } from './rubrics/review_server.js';
+export { exportItems, mergeReviews, writeExport } from './rubrics/export.js';
+export type { ExportOptions, ExportResult, ExportSummary } from './rubrics/export.js';
+export { readDrafts, rounds } from './rubrics/review_work.js';
