@@ -1,6 +1,7 @@
 // Scaled dot-product attention with grouped key/value heads and an additive mask.
 import * as tf from '@tensorflow/tfjs';
 import { customOp } from './custom_grad.js';
+import { nativeGemm } from './native_gemm.js';
 
 /** The most negative finite float32: masked scores stay finite, so fully masked rows do too. */
 export const MASK_VALUE = -3.4028234663852886e38;
@@ -50,7 +51,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: 
  * transposed products). Other backends get tf.matMul.
  */
 export function groupedMatMul(a: tf.Tensor3D, b: tf.Tensor3D, transposeB: boolean): tf.Tensor3D {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, false, transposeB);
+  if (tf.getBackend() !== 'wasm' || nativeGemm()) return tf.matMul(a, b, false, transposeB);
   const op = customOp((x: tf.Tensor3D, y: tf.Tensor3D) => {
     const G = x.shape[0];
     const product = (l: tf.Tensor3D, r: tf.Tensor3D, tl: boolean, tr: boolean) =>

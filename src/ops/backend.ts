@@ -2,6 +2,7 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { loadNativeBlas, useNativeGemm } from './native_gemm.js';
 import { guardWasmHeap, registerWasmKernels, type WasmHeapModule } from './wasm_kernels.js';
 import { prepareWasmThreads } from './wasm_threads.js';
 
@@ -14,7 +15,12 @@ export interface BackendInfo {
   device: string;
   /** One line per backend that was tried and skipped, saying why; then the choice. */
   notes: string[];
+  /** What runs wasm's large matrix products: the native BLAS's name, or 'xnnpack'. Absent on
+   * other backends. */
+  gemm?: string;
 }
+
+export type GemmPreference = 'auto' | 'native' | 'xnnpack';
 
 export interface InitBackendOptions {
   /** Where the notes go; default one line each on stderr. Pass `() => {}` to silence. */
@@ -24,7 +30,14 @@ export interface InitBackendOptions {
    * on otherwise idle cores only: when other jobs share the cores, every op waits for the slowest
    * thread (many small ops then run several times slower), so give such runs 1. */
   wasmThreads?: number | 'auto';
+  /** wasm's large matrix products: 'auto' (default) on the machine's BLAS through koffi where one
+   * loads (OpenBLAS: `apt-get install libopenblas0-pthread`), else XNNPACK; 'native' fails
+   * without one; 'xnnpack' never uses it. PROMEDICAL_GEMM overrides; PROMEDICAL_BLAS names the
+   * library file. */
+  gemm?: GemmPreference;
 }
+
+const GEMMS: readonly GemmPreference[] = ['auto', 'native', 'xnnpack'];
 
 const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
@@ -60,15 +73,19 @@ export async function initBackend(
   if (!Number.isInteger(threads) || threads < 1 || threads > 8) {
     throw new Error(`${threadsEnv ? `PROMEDICAL_WASM_THREADS=${threadsEnv}` : `wasmThreads ${opts.wasmThreads}`}: expected 'auto' or a whole number from 1 to 8`);
   }
+  const gemmEnv = process.env.PROMEDICAL_GEMM?.trim();
+  const gemm = (gemmEnv || opts.gemm || 'auto') as GemmPreference;
+  if (!GEMMS.includes(gemm)) throw new Error(`${gemmEnv ? `PROMEDICAL_GEMM=${gemmEnv}` : `gemm ${String(opts.gemm)}`}: expected one of ${GEMMS.join(', ')}`);
   const notes: string[] = [];
   if (fromEnv) notes.push(`PROMEDICAL_BACKEND=${fromEnv} overrides the requested backend`);
+  const wasm = () => tryWasm(threads, gemm, notes);
 
   const order: [string, Attempt][] =
     prefer === 'auto'
       ? [
           ['tfjs-node-gpu', () => tryTensorflow('@tensorflow/tfjs-node-gpu', true)],
           ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
-          ['wasm', () => tryWasm(threads)],
+          ['wasm', wasm],
           ['cpu', tryCpu],
         ]
       : prefer === 'tensorflow'
@@ -77,13 +94,14 @@ export async function initBackend(
             ['tfjs-node', () => tryTensorflow('@tensorflow/tfjs-node', false)],
           ]
         : prefer === 'wasm'
-          ? [['wasm', () => tryWasm(threads)]]
+          ? [['wasm', wasm]]
           : [['cpu', tryCpu]];
 
   for (const [label, attempt] of order) {
     try {
       const device = await attempt();
-      const info = { name: tf.getBackend(), device, notes };
+      const name = tf.getBackend();
+      const info: BackendInfo = { name, device, notes, ...(name === 'wasm' ? { gemm: wasmGemm } : {}) };
       chosen = info;
       notes.push(`backend: ${info.name} on ${device}`);
       for (const line of notes) log(line);
@@ -149,7 +167,10 @@ async function tryTensorflow(pkg: string, needGpu: boolean): Promise<string> {
   return gpu ? 'cuda' : 'cpu (libtensorflow)';
 }
 
-async function tryWasm(threads: number): Promise<string> {
+/** What tryWasm put under BatchMatMul. */
+let wasmGemm = 'xnnpack';
+
+async function tryWasm(threads: number, gemm: GemmPreference, notes: string[]): Promise<string> {
   registerWasmKernels();
   const restore = threads > 1 ? prepareWasmThreads(threads) : () => {};
   try {
@@ -161,7 +182,15 @@ async function tryWasm(threads: number): Promise<string> {
   guardWasmHeap((tf.backend() as unknown as { wasm: WasmHeapModule }).wasm);
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
   const n = threads > 1 ? getThreadsCount() : 1;
-  return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'}${n > 1 ? `, ${n} threads` : ''})`;
+  const blas = gemm === 'xnnpack' ? null : loadNativeBlas(n);
+  if (blas && 'reason' in blas) {
+    if (gemm === 'native') throw new Error(`gemm 'native': ${blas.reason}`);
+    notes.push(`matrix products on XNNPACK: ${blas.reason} (apt-get install libopenblas0-pthread for the native GEMM)`);
+  }
+  const native = blas && !('reason' in blas) ? blas : null;
+  useNativeGemm(native);
+  wasmGemm = native ? native.name : 'xnnpack';
+  return `cpu (wasm${simd ? ', SIMD' : ', no SIMD'}${n > 1 ? `, ${n} threads` : ''}${native ? `, GEMM on ${native.name.split(' ').slice(0, 2).join(' ')} with ${native.threads} thread${native.threads > 1 ? 's' : ''}` : ''})`;
 }
 
 async function tryCpu(): Promise<string> {

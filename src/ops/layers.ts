@@ -2,6 +2,7 @@
 // passed in as tensors (tf.customGrad gives closure-captured tensors no gradient).
 import * as tf from '@tensorflow/tfjs';
 import { customOp } from './custom_grad.js';
+import { nativeGemm } from './native_gemm.js';
 
 /** RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps) * weight. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
@@ -23,7 +24,33 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor
  * an LM head that saves a [V, H] product per step.
  */
 export function linear(x: tf.Tensor, w: tf.Tensor, trainWeight = true): tf.Tensor {
+  if (nativeGemm()) return trainWeight ? blasLinearOp(x, w) : blasFrozenLinear(x, w);
   return trainWeight ? linearOp(x, w) : frozenLinear(x, w);
+}
+
+/** On a native BLAS transposed operands cost nothing and nothing is packed per tensor: the
+ * products as written, x w^T, dy w and dy^T x, with no transposes. */
+const blasLinearOp = customOp((x: tf.Tensor, w: tf.Tensor) => {
+  const [outDim, inDim] = w.shape as [number, number];
+  const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
+  return {
+    value: tf.matMul(x2, w as tf.Tensor2D, false, true).reshape([...x.shape.slice(0, -1), outDim]),
+    save: [x2, w],
+    gradFunc: (dy, saved) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dy2 = dy.reshape([-1, outDim]) as tf.Tensor2D;
+      return [tf.matMul(dy2, ws).reshape(x.shape), tf.matMul(dy2, xs, true, false)];
+    },
+  };
+});
+
+function blasFrozenLinear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  const [outDim, inDim] = w.shape as [number, number];
+  const op = customOp((xi: tf.Tensor) => ({
+    value: tf.matMul(xi.reshape([-1, inDim]) as tf.Tensor2D, w as tf.Tensor2D, false, true).reshape([...xi.shape.slice(0, -1), outDim]),
+    gradFunc: (dy) => [tf.matMul(dy.reshape([-1, outDim]) as tf.Tensor2D, w as tf.Tensor2D).reshape(xi.shape)],
+  }));
+  return op(x);
 }
 
 /** (w @ x2^T)^T: [N, out]. */

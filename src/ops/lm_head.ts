@@ -13,6 +13,7 @@
 // log p[y] is read off the softmax (see blockForward) instead of a separate log-sum-exp pass.
 import * as tf from '@tensorflow/tfjs';
 import { customOp, type CustomOpResult } from './custom_grad.js';
+import { nativeGemm } from './native_gemm.js';
 
 /** Logits per block: about 16M (64 MB of float32). */
 const BLOCK_ELEMENTS = 1 << 24;
@@ -66,7 +67,9 @@ function blocks(N: number, rows: number): Block[] {
 /** The head's logits for a block of rows, [c, V]: x W^T with a transposed copy of a small W as the
  * second operand (XNNPACK packs it once per call of the op), else (W x^T)^T with W first. */
 function blockLogits(xs: tf.Tensor2D, w: tf.Tensor2D, wT: tf.Tensor2D | null): tf.Tensor2D {
-  return wT ? tf.matMul(xs, wT) : (tf.matMul(w, xs.transpose()).transpose() as tf.Tensor2D);
+  if (wT) return tf.matMul(xs, wT);
+  // A native BLAS takes the transposed operand as it is.
+  return nativeGemm() ? tf.matMul(xs, w, false, true) : (tf.matMul(w, xs.transpose()).transpose() as tf.Tensor2D);
 }
 
 /** Smallest normal float32: log-probabilities saturate at log(FLT_MIN) = -87.34. */
@@ -151,8 +154,10 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
   const trainWeight = opts.trainWeight ?? true;
   const rows = opts.chunkRows ?? Math.max(1, Math.floor((trainWeight ? TRAIN_BLOCK_ELEMENTS : BLOCK_ELEMENTS) / V));
   const keepProbs = !(opts.recompute ?? N * V * 4 > KEEP_PROBS_BYTES);
-  // A large W is used in blocks of rows (PACK_W_BYTES); a small one whole, and transposed once.
-  const wRows = opts.wBlockRows ?? (V * H * 4 <= PACK_W_BYTES ? V : Math.max(1, Math.floor(PACK_W_BYTES / 4 / H / 4)));
+  // XNNPACK: a large W is used in blocks of rows (PACK_W_BYTES); a small one whole, and transposed
+  // once. A native BLAS packs nothing per tensor and takes transposed operands: W whole, as it is.
+  const native = nativeGemm() !== null;
+  const wRows = opts.wBlockRows ?? (native || V * H * 4 <= PACK_W_BYTES ? V : Math.max(1, Math.floor(PACK_W_BYTES / 4 / H / 4)));
   const entropyGrad = opts.entropy === 'differentiable';
   let entropy: tf.Tensor1D | undefined;
 
@@ -162,7 +167,7 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
     const xs = temperature === 1 ? xi : (xi.div(temperature) as tf.Tensor2D);
     // A small W is transposed once per call: its [H, V] copy makes every block's logits one plain
     // product without transposing a [c, V] block (which costs more than the product on wasm).
-    const smallW = wRows >= V;
+    const smallW = wRows >= V && !native;
     const wT = smallW ? (wi.transpose() as tf.Tensor2D) : null;
     const parts = blocks(N, rows).map((b) => blockForward(xs.slice([b.r0, 0], [b.rows, H]), wi, wT, ids.slice(b.r0, b.rows), (opts.entropy ?? false) !== false));
     wT?.dispose();
@@ -194,12 +199,14 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
         });
         const dyT = dy.div(temperature) as tf.Tensor1D;
         const dxParts: tf.Tensor2D[] = [];
-        let dWt: tf.Tensor2D | null = null; // [H, V]: the P part of dW^T, accumulated over blocks
+        // The P part of dW, accumulated over blocks: as dW^T [H, V] on XNNPACK (plain products),
+        // as dW [V, H] on a native BLAS (a transposed operand instead of a [V, H] transpose).
+        let dWp: tf.Tensor2D | null = null;
         const blockList = blocks(N, rows);
         const keptM = entropyGrad && keepProbs ? kept.map((p, k) => pPart(p, blockList[k])) : null;
         const keptPW = keepProbs && wRows < V ? keptProbsTimesW(keptM ?? kept, wS, wRows) : null;
         // Recomputed blocks take the same transposed small W as the forward pass did.
-        const wTr = !keepProbs && wRows >= V ? (wS.transpose() as tf.Tensor2D) : null;
+        const wTr = !keepProbs && wRows >= V && !native ? (wS.transpose() as tf.Tensor2D) : null;
         for (const [k, b] of blockList.entries()) {
           const s = dyT.slice(b.r0, b.rows).expandDims(1);
           const sw = dy.slice(b.r0, b.rows).expandDims(1);
@@ -214,11 +221,12 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
           }));
           if (trainWeight) {
             const next: tf.Tensor2D = tf.tidy(() => {
-              const part = tf.matMul((entropyGrad ? xb : xb.mul(sw)).transpose(), q) as tf.Tensor2D; // [H, c] x [c, V]
-              return dWt ? dWt.add(part) : part;
+              const xw = entropyGrad ? xb : xb.mul(sw);
+              const part = native ? tf.matMul(q, xw, true, false) : (tf.matMul(xw.transpose(), q) as tf.Tensor2D); // [V, H] or [H, V]
+              return (dWp ? dWp.add(part) : part) as tf.Tensor2D;
             });
-            dWt?.dispose();
-            dWt = next;
+            dWp?.dispose();
+            dWp = next;
           }
           if (!keepProbs) p.dispose();
           if (q !== p && !keptM) q.dispose();
@@ -231,8 +239,8 @@ export function lmHeadLogProbs(x: tf.Tensor2D, w: tf.Tensor2D, ids: tf.Tensor1D,
           return [dx];
         }
         const onehotPart = tf.tidy(() => tf.unsortedSegmentSum(xsS.mul(dy.expandDims(1)), idsS, V)); // sum_i dy_i x_i / T at row y_i
-        const dW = onehotPart.sub(dWt!.transpose());
-        tf.dispose([onehotPart, dWt!, ...(entropyGrad ? [dy] : [])]);
+        const dW = tf.tidy(() => onehotPart.sub(native ? dWp! : dWp!.transpose()));
+        tf.dispose([onehotPart, dWp!, ...(entropyGrad ? [dy] : [])]);
         return [dx, dW];
       },
     };
