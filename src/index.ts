@@ -9,7 +9,9 @@ export { checkpoint } from './ops/recompute.js';
 export { lmHeadLogProbs } from './ops/lm_head.js';
 export type { LmHeadOptions, LmHeadResult } from './ops/lm_head.js';
 export type { LogProbOptions } from './ops/logprobs.js';
-export type { BackendInfo, BackendPreference, InitBackendOptions } from './ops/backend.js';
+export type { BackendInfo, BackendPreference, GemmPreference, InitBackendOptions } from './ops/backend.js';
+export { loadNativeBlas, useNativeGemm, nativeGemm, NATIVE_MIN_MACS } from './ops/native_gemm.js';
+export type { NativeBlas } from './ops/native_gemm.js';
 export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
 
 // model: Qwen3, checkpoints, generation, LoRA
