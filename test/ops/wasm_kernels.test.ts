@@ -116,6 +116,28 @@ test('Slice through heap views equals the cpu backend on every rank, partial and
   }
 });
 
+test('SplitV (tf.split) equals the cpu backend on each axis, even and uneven sizes, without reading the input to the host', async () => {
+  const shape = [2, 3, 4, 6];
+  const values = randomArray(2 * 3 * 4 * 6, 'split');
+  for (const [axis, splits] of [[3, [3, 3]], [3, [1, 5]], [1, 3], [0, [1, 1]], [2, [2, 1, 1]]] as [number, number | number[]][]) {
+    const fn = () => tf.split(tf.tensor(values, shape), splits, axis);
+    assert.equal(await runOn('wasm', fn), await runOn('cpu', fn), `split ${JSON.stringify(splits)} on axis ${axis}`);
+  }
+  await useBackend('wasm');
+  const backend = tf.backend() as unknown as { readSync: (...a: unknown[]) => unknown };
+  const x = tf.tensor(values, shape);
+  const readSync = backend.readSync;
+  let reads = 0;
+  backend.readSync = (...a: unknown[]) => (reads++, readSync.apply(backend, a));
+  try {
+    tf.dispose(tf.split(x, [3, 3], 3));
+  } finally {
+    backend.readSync = readSync;
+    x.dispose();
+  }
+  assert.is(reads, 0, 'no host read of the input');
+});
+
 test('Identity shares data: a clone outlives its source with the same values', async () => {
   await useBackend('wasm');
   const a = tf.tensor1d([1, 2, 3]);
