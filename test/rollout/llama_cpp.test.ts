@@ -79,6 +79,17 @@ function logpGap(model: Qwen3ForCausalLM, req: RolloutRequest, completions: numb
   return worst;
 }
 
+test('llama.cpp: by default the context evaluates on as many threads as the machine has cores (node-llama-cpp alone takes at least 4)', async () => {
+  if (!available) return;
+  const engine = await engineFor(await tinyModel(), 'threads', { threads: undefined });
+  try {
+    await engine.generate(request({ numGenerations: 1, maxNewTokens: 2 }));
+    assert.is(engine.threads, os.availableParallelism());
+  } finally {
+    await engine.close();
+  }
+});
+
 test('llama.cpp: greedy ids equal ours on the tied tiny model, also with the repetition penalty; sampled log-probs at T 1', async () => {
   if (!available) return;
   const tiny = await tinyModel();
