@@ -144,9 +144,19 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
   const weights = opts.rewards.map((f) => f.weight ?? 1);
   const stops = tok.stopTokenIds;
   const stopSet = new Set(stops);
+  // With top-k or top-p an engine's log-probs are those of the renormalised distribution it
+  // samples from: their ratio to the trainer's measures the mass the filter dropped (measured on
+  // the tiny policy with top-k 50: a log-prob gap of 0.9 per token, ratios of 0.02-0.08), not the
+  // engine / trainer mismatch TRL's correction is for, and would shrink every update. The
+  // correction then stays off (TRL applies it regardless), saying so once.
+  const filtered = c.top_k > 0 || c.top_p < 1;
+  const correct = c.importance_sampling_correction && engine.name !== 'tfjs' && !filtered;
+  if (c.importance_sampling_correction && engine.name !== 'tfjs' && filtered && !opts.quiet) {
+    process.stderr.write(`[promedical] importance-sampling correction off: with top-k ${c.top_k} / top-p ${c.top_p} the ${engine.name} engine's log-probs are of the filtered distribution (use --top-k 0 --top-p 1 to correct for the engine's numerics)\n`);
+  }
   // The sampler's log-probs cost an inference engine time (llama.cpp sorts the vocabulary per
   // token for them): asked for only when the correction or the off-policy mask reads them.
-  const wantSamplerLogprobs = engine.name !== 'tfjs' && (c.importance_sampling_correction || c.off_policy_mask_threshold !== null);
+  const wantSamplerLogprobs = engine.name !== 'tfjs' && (correct || c.off_policy_mask_threshold !== null);
   const pad = tok.padTokenId;
   const sampling: Omit<RolloutRequest, 'prompts' | 'numGenerations' | 'seed'> = {
     maxNewTokens: c.max_new_tokens, temperature, topP: c.top_p, topK: c.top_k, repetitionPenalty: c.repetition_penalty, stopTokenIds: stops,
@@ -226,7 +236,7 @@ export async function trainGrpo(opts: GrpoOptions): Promise<TrainingRun> {
     // TRL's correction of the sampler / trainer mismatch, over the whole step's completions.
     // Its statistics stay on the device until the step's metrics are read.
     let samplingStats: tf.Tensor1D | undefined;
-    if (sampled && c.importance_sampling_correction) {
+    if (sampled && correct) {
       const [oldAll, sampAll, maskAll] = [slices.map((x) => x.old!), slices.map((x) => x.sampling!), slices.map((x) => x.mask)].map((ts) => tf.concat(ts) as tf.Tensor2D);
       const { ratio, stats } = importanceSamplingTerms(oldAll, sampAll, maskAll, {
         mode: c.importance_sampling_mode, clipMin: c.importance_sampling_clip_min, clipMax: c.importance_sampling_clip_max,

@@ -341,7 +341,7 @@ export const GRPO_CONFIG_FIELDS: Fields<GrpoConfig> = {
   engine_model: { kind: 'string', nullable: true, resumable: true, doc: "The openai engine's model name, as the server serves it." },
   engine_gpu: { kind: 'enum', values: ['off', 'auto', 'cuda', 'vulkan'], resumable: true, doc: "The llama.cpp engine's device." },
   sync_every: { kind: 'int', min: 1, resumable: true, doc: "Sync the engine's weights every N steps (rollouts in between lag, logged)." },
-  importance_sampling_correction: { kind: 'boolean', doc: "TRL's correction of an engine's rollouts by its log-probs vs the trainer's." },
+  importance_sampling_correction: { kind: 'boolean', doc: "TRL's correction of an engine's rollouts by its log-probs vs the trainer's (without top-k and top-p only: filtered log-probs measure the dropped mass)." },
   importance_sampling_mode: { kind: 'enum', values: ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'], doc: 'Token or sequence ratios, truncated or masked outside the clip range.' },
   importance_sampling_clip_min: { kind: 'number', min: 0, nullable: true, doc: 'Lower bound of the ratio (default none).' },
   importance_sampling_clip_max: { kind: 'number', min: 0, exclusiveMin: true, nullable: true, doc: 'Upper bound of the ratio.' },

@@ -219,7 +219,7 @@ test('TR-DPO: the reference moves to alpha x policy + (1 - alpha) x reference ev
   for (const m of [policy, reference, start]) m.dispose();
 });
 
-test('rollouts from the llama.cpp engine: synced before every generation, its log-probs feed TRL\'s importance-sampling correction', async () => {
+test('rollouts from the llama.cpp engine: synced before every generation, its log-probs feed TRL\'s importance-sampling correction (not with top-k)', async () => {
   if (!(await import('node-llama-cpp').then(() => true, () => false))) return console.log('  skipped: node-llama-cpp is not installed');
   const { createLlamaCppEngine } = await import('../../src/rollout/llama_cpp.js');
   const { policy, tokenizer } = await tinyPolicy();
@@ -243,6 +243,18 @@ test('rollouts from the llama.cpp engine: synced before every generation, its lo
       assert.ok(Math.abs(ratio - 1) < 1e-2, `IS ratio ${ratio}`);
     }
     run.dispose();
+    // With top-k the engine's log-probs are of the filtered distribution: the correction stays off
+    // and the engine is not asked for them.
+    const asked: boolean[] = [];
+    const generate = engine.generate.bind(engine);
+    engine.generate = async (req) => (asked.push(req.logprobs ?? false), generate(req));
+    const filtered = await trainGrpo({
+      policy, tokenizer, rewards: [evenIds], quiet: true, prompts, engine,
+      config: { out: path.join(tmp, 'llama-topk'), steps: 2, lr: 1e-2, seed: 6, prompts_per_step: 1, num_generations: 3, max_new_tokens: 4, top_k: 5 },
+    });
+    assert.equal(asked, [false, false], 'no log-probs asked for');
+    for (const r of filtered.metrics.rows().filter((x) => typeof x.reward === 'number')) assert.is(r['sampling/importance_sampling_ratio/mean'], undefined);
+    filtered.dispose();
   } finally {
     await engine.close();
     policy.dispose();
