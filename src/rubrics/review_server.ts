@@ -4,7 +4,7 @@
 // { error: { code, message, field } } with a 4xx status and writes nothing.
 import Fastify, { type FastifyReply } from 'fastify';
 import { TIERS } from '../data/schema.js';
-import { ApiError, jsonErrors } from '../serve/protocol.js';
+import { ApiError, jsonErrors, listenOn } from '../serve/protocol.js';
 import type { DraftItem } from './items.js';
 import { ACTIONS, emptyState, foldEntry, foldJournal, readJournal, type ItemState, type Journal, type JournalEntry, type NewEntry } from './journal.js';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './review_page.js';
@@ -203,13 +203,7 @@ export function createReviewServer(items: DraftItem[], journal: Journal, opts: R
 
   return {
     app,
-    async listen(l = {}) {
-      const host = l.host ?? '127.0.0.1';
-      await app.listen({ host, port: l.port ?? 0 });
-      const addr = app.server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : (l.port ?? 0);
-      return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
-    },
+    listen: async (l = {}) => ({ url: (await listenOn(app, l)).url }),
     async close() {
       await app.close();
       journal.close();

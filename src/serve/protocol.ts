@@ -25,6 +25,16 @@ export class ApiError extends Error {
   }
 }
 
+/** Starts `app` on `host` (default 127.0.0.1) and `port` (default 0: any free one) and gives
+ * the port it got and its URL (IPv6 hosts bracketed). */
+export async function listenOn(app: FastifyInstance, l: { host?: string; port?: number } = {}): Promise<{ host: string; port: number; url: string }> {
+  const host = l.host ?? '127.0.0.1';
+  await app.listen({ host, port: l.port ?? 0 });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (l.port ?? 0);
+  return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
+}
+
 /** Sends `e` as its JSON body, with Retry-After when it has one. */
 export function sendApiError(reply: FastifyReply, e: ApiError): FastifyReply {
   if (e.retryAfter !== undefined) reply.header('Retry-After', String(e.retryAfter));

@@ -12,7 +12,7 @@ import type { CriteriaRewardModel } from '../reward/model.js';
 import { promedicalReward, promedicalScores, type RewardWeights, type TierScores } from '../reward/scores.js';
 import { RewardBatcher, type BatcherOptions, type Row } from './batcher.js';
 import { MetricsRegistry } from './metrics.js';
-import { ApiError, checkCriteria, criteriaOfJsonLabel, GET_REWARD_SCHEMA, jsonErrors, messagesOfPrompt, responseOfQuery, SCORE_SCHEMA, type GetRewardBody, type ScoreBody } from './protocol.js';
+import { ApiError, checkCriteria, criteriaOfJsonLabel, GET_REWARD_SCHEMA, jsonErrors, listenOn, messagesOfPrompt, responseOfQuery, SCORE_SCHEMA, type GetRewardBody, type ScoreBody } from './protocol.js';
 
 export interface RewardServerOptions extends BatcherOptions {
   /** Records whose ids requests may name instead of sending criteria (record_id, OpenRLHF labels). */
@@ -225,13 +225,7 @@ export function createRewardServer(rm: CriteriaRewardModel, opts: RewardServerOp
     batcher,
     metrics,
     ready,
-    async listen(l = {}) {
-      const host = l.host ?? '127.0.0.1';
-      await app.listen({ host, port: l.port ?? 0 });
-      const addr = app.server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : (l.port ?? 0);
-      return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
-    },
+    listen: (l = {}) => listenOn(app, l),
     async close() {
       closing = true;
       await app.close();
