@@ -254,7 +254,10 @@ export class Qwen3ForCausalLM {
         if (recompute) {
           x = checkpoint(this.replayableLayer(i), x, [cos, sin, mask], this.layerTrainables(i)) as tf.Tensor3D;
         } else {
-          const out = this.decoderLayer(i, x, cos, sin, mask, opts.cache?.[i]);
+          // A tidy per layer: without it every layer's intermediates live until the whole pass
+          // ends (16 rows x 32 tokens of a 0.6B model: 2.7 GB of them, past wasm's heap). What a
+          // gradient needs, the tape keeps.
+          const out = tf.tidy(() => this.decoderLayer(i, x, cos, sin, mask, opts.cache?.[i]));
           x = out.x;
           cache.push(out.kv);
         }

@@ -158,4 +158,29 @@ test('lastTokens outside [1, T - 1] is refused', async () => {
   m.dispose();
 });
 
+test('a no-grad pass holds one layer of intermediates at a time, not all of them', async () => {
+  await useBackend('cpu');
+  // Working memory of decode() beyond the weights and what it returns (hidden states and cache):
+  // with intermediates freed per layer it does not grow with depth; kept to the end of the pass,
+  // it grows with every layer (4x from 2 to 8 layers).
+  const working = async (layers: number): Promise<number> => {
+    const c = { ...config(false), numHiddenLayers: layers };
+    const m = new Qwen3ForCausalLM(c, new Map([...qwen3TensorShapes(c)].map(([n, s]) => [n, tf.ones(s)])));
+    const ids = tf.tensor2d(IDS, [B, T], 'int32');
+    const before = tf.memory().numBytes;
+    let returned = 0;
+    const info = await tf.profile(() => {
+      const out = m.decode(ids);
+      returned = [out.hidden, ...out.cache.flatMap((kv) => [kv.k, kv.v])].reduce((n, t) => n + t.size * 4, 0);
+      tf.dispose([out.hidden, ...out.cache.flatMap((kv) => [kv.k, kv.v])]);
+    });
+    ids.dispose();
+    m.dispose();
+    return info.peakBytes - before - returned;
+  };
+  const [shallow, deep] = [await working(2), await working(8)];
+  assert.ok(shallow > 0, `working memory measured: ${shallow} bytes`);
+  assert.ok(deep < 1.5 * shallow, `8 layers use ${deep} bytes of working memory, 2 layers ${shallow}`);
+});
+
 test.run();
