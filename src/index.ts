@@ -36,7 +36,7 @@ export type {
   WriteOptions,
 } from './model/safetensors.js';
 export { float32ToBf16Bits, bf16BitsToFloat32, float32ToF16Bits, f16BitsToFloat32 } from './model/half.js';
-export { saveGguf, saveLoraGguf, readGguf, writeGguf, ggufTensorName, loadLlamaCpp, GgufError, GGUF_VALUE_TYPES, GGUF_FILE_TYPE, GGUF_TOKEN_TYPE, GGUF_DEFAULT_ALIGNMENT } from './model/gguf.js';
+export { saveGguf, saveLoraGguf, quantizeQ8_0, readGguf, writeGguf, ggufTensorName, loadLlamaCpp, GgufError, GGUF_VALUE_TYPES, GGUF_FILE_TYPE, GGUF_TOKEN_TYPE, GGUF_DEFAULT_ALIGNMENT } from './model/gguf.js';
 export type { GgufDtype, GgufValue, GgufValueType, GgufScalarType, GgufScalar, GgufTensorSource, GgufWriteResult, GgufTokenizer, SaveGgufOptions, GgufTensorInfo, GgufFile, LlamaCppOptions } from './model/gguf.js';
 
 // data: tokenizer and chat

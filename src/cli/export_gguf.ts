@@ -13,7 +13,7 @@ import { flagOf, helpText, parseFlags, UsageError, userCwd } from './args.js';
 import { requireFile, requireModelDir, say } from './inputs.js';
 
 const FIELDS: Record<string, Field> = {
-  dtype: { kind: 'enum', values: ['F32', 'F16', 'BF16'], doc: 'dtype of the matrices (norms stay F32); F32 keeps the weights exactly.' },
+  dtype: { kind: 'enum', values: ['F32', 'F16', 'BF16', 'Q8_0'], doc: 'dtype of the matrices (norms stay F32); F32 keeps the weights exactly; Q8_0 is llama.cpp\'s 8-bit blocks (not for --lora).' },
   lora: { kind: 'boolean', doc: 'Export the LoRA adapter of MODEL_DIR (an adapter folder, or one holding adapter/); an adapter folder is exported as one anyway.' },
   base: { kind: 'string', nullable: true, doc: "The adapter's base Qwen3 folder; without it, the one the reward model or adapter_config.json records." },
   tokenizer: { kind: 'string', nullable: true, doc: "Tokenizer folder; without it, MODEL_DIR's own tokenizer.json, else the bundled Qwen3 one." },
@@ -91,6 +91,7 @@ export async function exportGguf(argv: string[]): Promise<void> {
   if (a.lora && !adapter) throw new ConfigError(`MODEL_DIR ${dir}: no LoRA adapter there (no adapter_config.json in it or in its adapter/ folder)`);
   if (adapter) {
     if (a.tokenizer) throw new UsageError('--tokenizer applies to a model export; a LoRA adapter GGUF holds no tokenizer');
+    if (a.dtype === 'Q8_0') throw new UsageError('--dtype Q8_0 applies to a model export; write LoRA adapters as F32, F16 or BF16');
     const base = a.base ?? recordedBase(dir, adapter);
     if (!base) throw new ConfigError(`MODEL_DIR ${dir}: its LoRA adapter records no local base model; pass --base with the base Qwen3 folder`);
     requireModelDir('--base', base);
@@ -100,7 +101,7 @@ export async function exportGguf(argv: string[]): Promise<void> {
     const model = await loadQwen3(base);
     try {
       loadLora(model, adapter);
-      const r = await saveLoraGguf(model, out, { dtype: a.dtype });
+      const r = await saveLoraGguf(model, out, { dtype: a.dtype as Exclude<GgufDtype, 'Q8_0'> });
       console.log(JSON.stringify({ file: r.file, kind: 'lora', dtype: a.dtype, bytes: r.bytes, tensors: r.tensors, model: base, adapter, tokenizer: null }));
     } finally {
       model.dispose();

@@ -69,11 +69,17 @@ const GGML_TYPES: Record<string, { id: number; block: number; bytes: number }> =
 };
 const GGML_TYPE_BY_ID = new Map(Object.entries(GGML_TYPES).map(([name, t]) => [t.id, name]));
 
-/** The on-disk dtypes saveGguf writes matrices in (1-D tensors are always F32). */
-export type GgufDtype = 'F32' | 'F16' | 'BF16';
-const DTYPES: readonly GgufDtype[] = ['F32', 'F16', 'BF16'];
-/** general.file_type for each dtype (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16). */
-export const GGUF_FILE_TYPE: Readonly<Record<GgufDtype, number>> = { F32: 0, F16: 1, BF16: 32 };
+/** The on-disk dtypes saveGguf writes matrices in (1-D tensors are always F32). Q8_0 is
+ * llama.cpp's 8-bit block format: per 32 consecutive values of a row one F16 scale d = max|x| / 127
+ * and 32 int8 q = round(x / d). */
+export type GgufDtype = 'F32' | 'F16' | 'BF16' | 'Q8_0';
+const DTYPES: readonly GgufDtype[] = ['F32', 'F16', 'BF16', 'Q8_0'];
+/** general.file_type for each dtype (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16,
+ * MOSTLY_Q8_0). */
+export const GGUF_FILE_TYPE: Readonly<Record<GgufDtype, number>> = { F32: 0, F16: 1, BF16: 32, Q8_0: 7 };
+/** Values per Q8_0 block, and bytes per block (an F16 scale and 32 int8). */
+const Q8_0_BLOCK = 32;
+const Q8_0_BYTES = 34;
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 export const GGUF_TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -360,6 +366,9 @@ const CHUNK_ELEMENTS = 1 << 24;
 /** A tfjs 2-D or 1-D tensor streamed row block by row block, in `type`, optionally plus a LoRA update. */
 function tensorSource(name: string, t: tf.Tensor, type: GgufDtype, lora?: LoraModule): GgufTensorSource {
   const dims = [...t.shape].reverse();
+  if (type === 'Q8_0' && dims[0] % Q8_0_BLOCK !== 0) {
+    throw new GgufError(`tensor ${name} has rows of ${dims[0]} values; Q8_0 needs a multiple of ${Q8_0_BLOCK}: write F32, F16 or BF16`);
+  }
   return {
     name,
     dims,
@@ -390,6 +399,7 @@ function tensorSource(name: string, t: tf.Tensor, type: GgufDtype, lora?: LoraMo
 
 function encode(values: Float32Array, type: GgufDtype, name: string): Uint8Array {
   if (type === 'F32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (type === 'Q8_0') return quantizeQ8_0(values, name);
   const bits = type === 'F16' ? float32ToF16Bits(values) : float32ToBf16Bits(values);
   if (type === 'F16') {
     for (let i = 0; i < bits.length; i++) {
@@ -399,6 +409,47 @@ function encode(values: Float32Array, type: GgufDtype, name: string): Uint8Array
     }
   }
   return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
+}
+
+/**
+ * Q8_0 blocks of `values` (a whole number of blocks: chunks are whole rows), as llama.cpp's
+ * reference quantizer makes them: d = max|x| / 127 stored as F16, q = round(x / d) (half away
+ * from zero), all zeros for an all-zero block.
+ */
+export function quantizeQ8_0(values: Float32Array, name = 'tensor'): Uint8Array {
+  const blocks = values.length / Q8_0_BLOCK;
+  const out = new Uint8Array(blocks * Q8_0_BYTES);
+  const view = new DataView(out.buffer);
+  const scale = new Float32Array(1);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * Q8_0_BLOCK;
+    let amax = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) {
+      const v = values[at + i];
+      if (!Number.isFinite(v)) throw new GgufError(`tensor ${name} holds ${v} at element ${at + i}; Q8_0 cannot hold it`);
+      amax = Math.max(amax, Math.abs(v));
+    }
+    scale[0] = amax / 127;
+    const dBits = float32ToF16Bits(scale)[0];
+    if ((dBits & 0x7c00) === 0x7c00) throw new GgufError(`tensor ${name} holds ${amax}: its Q8_0 scale is beyond F16's range; write F32 or BF16`);
+    const o = b * Q8_0_BYTES;
+    view.setUint16(o, dBits, true);
+    const inv = amax > 0 ? 127 / amax : 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(o + 2 + i, Math.sign(values[at + i]) * Math.round(Math.abs(values[at + i]) * inv));
+  }
+  return out;
+}
+
+/** Values of Q8_0 blocks: q * d per element. */
+function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
+  const blocks = bytes.byteLength / Q8_0_BYTES;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const scales = f16BitsToFloat32(Uint16Array.from({ length: blocks }, (_, b) => view.getUint16(b * Q8_0_BYTES, true)));
+  const out = new Float32Array(blocks * Q8_0_BLOCK);
+  for (let b = 0; b < blocks; b++) {
+    for (let i = 0; i < Q8_0_BLOCK; i++) out[b * Q8_0_BLOCK + i] = view.getInt8(b * Q8_0_BYTES + 2 + i) * scales[b];
+  }
+  return out;
 }
 
 /** general.* and qwen3.* keys of a Qwen3 config. */
@@ -491,8 +542,8 @@ function tokenizerMetadata(tok: GgufTokenizer, c: Qwen3Config): [string, GgufVal
   return kv;
 }
 
-function checkDtype(dtype: unknown, what: string): GgufDtype {
-  if (!DTYPES.includes(dtype as GgufDtype)) throw new GgufError(`${what}: dtype ${JSON.stringify(dtype)} is not one of ${DTYPES.join(', ')}`);
+function checkDtype(dtype: unknown, what: string, allowed: readonly GgufDtype[] = DTYPES): GgufDtype {
+  if (!allowed.includes(dtype as GgufDtype)) throw new GgufError(`${what}: dtype ${JSON.stringify(dtype)} is not one of ${allowed.join(', ')}`);
   return dtype as GgufDtype;
 }
 
@@ -547,8 +598,9 @@ export async function saveGguf(model: Qwen3ForCausalLM, file: string, opts: Save
  * scales each update by alpha / r, so every adapter must have the same alpha = scale * r.
  * Load it beside the base model's GGUF (saveGguf with lora: 'base', or the base checkpoint's).
  */
-export async function saveLoraGguf(model: Qwen3ForCausalLM, file: string, opts: { dtype?: GgufDtype; name?: string } = {}): Promise<GgufWriteResult> {
-  const dtype = checkDtype(opts.dtype ?? 'F32', 'saveLoraGguf');
+export async function saveLoraGguf(model: Qwen3ForCausalLM, file: string, opts: { dtype?: Exclude<GgufDtype, 'Q8_0'>; name?: string } = {}): Promise<GgufWriteResult> {
+  // Not Q8_0: lora_b's rows are r values long (8, 16: no whole blocks), and adapters are small.
+  const dtype = checkDtype(opts.dtype ?? 'F32', 'saveLoraGguf', ['F32', 'F16', 'BF16']);
   if (model.adapters.size === 0) throw new GgufError('the model has no LoRA adapters to write', file);
   checkTarget(file);
   const shapes = qwen3TensorShapes(model.config);
@@ -610,7 +662,8 @@ export interface GgufFile {
   tensor(name: string): GgufTensorInfo;
   /** Raw bytes of a tensor, or of [start, end) within it. */
   bytes(name: string, start?: number, end?: number): Uint8Array;
-  /** Values of an F32 / F16 / BF16 / F64 tensor as float32 (F16 and BF16 upcast exactly). */
+  /** Values of an F32 / F16 / BF16 / F64 / Q8_0 tensor as float32 (F16 and BF16 upcast exactly,
+   * Q8_0 dequantized as q * d). */
   floats(name: string): Float32Array;
   close(): void;
 }
@@ -818,7 +871,8 @@ function parse(fd: number, file: string): GgufFile {
         case 'F16': return f16BitsToFloat32(new Uint16Array(b.buffer, 0, n));
         case 'BF16': return bf16BitsToFloat32(new Uint16Array(b.buffer, 0, n));
         case 'F64': return Float32Array.from(new Float64Array(b.buffer, 0, n));
-        default: throw new GgufError(`tensor "${name}" is ${t.type}; floats() reads F32, F16, BF16 and F64`, file);
+        case 'Q8_0': return dequantizeQ8_0(b);
+        default: throw new GgufError(`tensor "${name}" is ${t.type}; floats() reads F32, F16, BF16, F64 and Q8_0`, file);
       }
     },
     close() {

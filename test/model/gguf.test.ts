@@ -14,9 +14,9 @@ import { loadTokenizer, type ChatTokenizer } from '../../src/data/tokenizer.js';
 import { qwen3Config, type Qwen3Config } from '../../src/model/config.js';
 import { generate } from '../../src/model/generate.js';
 import {
-  GGUF_TOKEN_TYPE, GgufError, ggufTensorName, loadLlamaCpp, readGguf, saveGguf, saveLoraGguf, writeGguf, type GgufDtype,
+  GGUF_FILE_TYPE, GGUF_TOKEN_TYPE, GgufError, ggufTensorName, loadLlamaCpp, quantizeQ8_0, readGguf, saveGguf, saveLoraGguf, writeGguf, type GgufDtype,
 } from '../../src/model/gguf.js';
-import { float32ToBf16Bits, float32ToF16Bits } from '../../src/model/half.js';
+import { f16BitsToFloat32, float32ToBf16Bits, float32ToF16Bits } from '../../src/model/half.js';
 import { addLora } from '../../src/model/lora.js';
 import { loadQwen3 } from '../../src/model/pretrained.js';
 import { Qwen3ForCausalLM } from '../../src/model/qwen3.js';
@@ -49,6 +49,18 @@ function peakyModel(seed = 4): Qwen3ForCausalLM {
 /** Small and untied, for the round trips (F32 random weights: F16 and BF16 round them). */
 const SMALL: Qwen3Config = { ...PEAKY, hiddenSize: 16, intermediateSize: 40, numAttentionHeads: 2, numKeyValueHeads: 1, headDim: 12 };
 
+/** `p` fails with a GgufError whose message matches `re`. */
+async function fails(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    assert.instance(err, GgufError);
+    assert.match((err as Error).message, re);
+    return;
+  }
+  assert.unreachable(`expected ${re}`);
+}
+
 const tinyModel = async () => loadQwen3(await ensureTinyQwen3(undefined, { log: () => {} }));
 
 test('round trip: metadata with its types, and the tensors bit for bit (F32) or as rounded (F16, BF16)', async () => {
@@ -64,7 +76,7 @@ test('round trip: metadata with its types, and the tensors bit for bit (F32) or 
       const kv = (k: string) => g.metadata.get(k);
       assert.equal(kv('general.architecture'), { type: 'STRING', value: 'qwen3' });
       assert.equal(kv('general.name'), { type: 'STRING', value: 'small' });
-      assert.equal(kv('general.file_type'), { type: 'UINT32', value: { F32: 0, F16: 1, BF16: 32 }[dtype] });
+      assert.equal(kv('general.file_type'), { type: 'UINT32', value: ({ F32: 0, F16: 1, BF16: 32 } as Record<string, number>)[dtype] });
       for (const [k, v] of [['block_count', 2], ['context_length', 40960], ['embedding_length', 16], ['feed_forward_length', 40], ['attention.head_count', 2], ['attention.head_count_kv', 1], ['attention.key_length', 12], ['attention.value_length', 12]] as const) {
         assert.equal(kv(`qwen3.${k}`), { type: 'UINT32', value: v }, k);
       }
@@ -107,7 +119,7 @@ test('round trip: metadata with its types, and the tensors bit for bit (F32) or 
         const expected = type === 'F32' ? want : type === 'F16' ? float32ToF16Bits(want) : float32ToBf16Bits(want);
         assert.ok(Buffer.from(bytes).equals(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)), `${name} ${type} bytes`);
         const back = g.floats(t.name);
-        const tol = { F32: 0, F16: 2 ** -11, BF16: 2 ** -8 }[type];
+        const tol = ({ F32: 0, F16: 2 ** -11, BF16: 2 ** -8 } as Record<string, number>)[type];
         let worst = 0;
         for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(back[i] - want[i]) - tol * Math.abs(want[i]));
         assert.ok(worst <= 1e-7, `${name}: ${type} values within rounding (excess ${worst})`);
@@ -117,6 +129,59 @@ test('round trip: metadata with its types, and the tensors bit for bit (F32) or 
     }
   }
   model.dispose();
+});
+
+/** Largest excess of |x - x^| over half a Q8_0 step (d / 2, plus the F16 rounding of d times
+ * |q| <= 127), block by block; <= 0 when every value is within its block's rounding. */
+function q8Excess(x: Float32Array, back: Float32Array): number {
+  let worst = -Infinity;
+  for (let b = 0; b < x.length / 32; b++) {
+    const block = x.subarray(32 * b, 32 * b + 32);
+    const d = Math.max(...Array.from(block, Math.abs)) / 127;
+    const dHalf = f16BitsToFloat32(float32ToF16Bits(Float32Array.of(d)))[0];
+    for (let i = 0; i < 32; i++) worst = Math.max(worst, Math.abs(back[32 * b + i] - block[i]) - (d / 2 + 127 * Math.abs(d - dHalf) + 1e-9));
+  }
+  return worst;
+}
+
+test('Q8_0: llama.cpp\'s block layout (F16 scale, 32 int8), values within half a step, and what it cannot hold', async () => {
+  // A block on the grid k / 127 (amax 1: d = 1/127, q = k exactly), and an all-zero block.
+  const k = Array.from({ length: 32 }, (_, i) => (i === 0 ? -127 : i === 1 ? 127 : ((i * 37) % 255) - 127));
+  const bytes = quantizeQ8_0(Float32Array.from([...k.map((v) => v / 127), ...new Array(32).fill(0)]));
+  assert.is(bytes.length, 2 * 34);
+  const view = new DataView(bytes.buffer);
+  assert.is(view.getUint16(0, true), float32ToF16Bits(Float32Array.of(1 / 127))[0], 'scale d = max|x| / 127 as F16');
+  assert.equal(Array.from({ length: 32 }, (_, i) => view.getInt8(2 + i)), k);
+  assert.equal([...bytes.subarray(34)], new Array(34).fill(0), 'zero block: d = 0, q = 0');
+
+  // A model whose rows are whole blocks: 2-D tensors Q8_0 within rounding, norms F32 exactly.
+  const c: Qwen3Config = { ...PEAKY, hiddenSize: 64, intermediateSize: 96, headDim: 16 };
+  const model = Qwen3ForCausalLM.random(c, 6);
+  await saveGguf(model, file('q8.gguf'), { tokenizer, dtype: 'Q8_0' });
+  const g = readGguf(file('q8.gguf'));
+  try {
+    assert.is(g.get('general.file_type'), GGUF_FILE_TYPE.Q8_0);
+    assert.is(GGUF_FILE_TYPE.Q8_0, 7, "llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0");
+    for (const [name, p] of model.namedParameters()) {
+      const t = g.tensor(ggufTensorName(name));
+      const want = p.dataSync() as Float32Array;
+      assert.is(t.type, p.shape.length === 1 ? 'F32' : 'Q8_0', name);
+      const back = g.floats(t.name);
+      if (t.type === 'F32') assert.equal(back, want, name);
+      else assert.ok(q8Excess(want, back) <= 0, `${name}: excess ${q8Excess(want, back)}`);
+    }
+  } finally {
+    g.close();
+  }
+  model.dispose();
+
+  // Rows of 16 values are not whole blocks; LoRA adapters (rows of r) are never Q8_0.
+  const small = Qwen3ForCausalLM.random(SMALL, 4);
+  await fails(saveGguf(small, file('small-q8.gguf'), { tokenizer, dtype: 'Q8_0' }), /rows of 16 values; Q8_0 needs a multiple of 32/);
+  assert.not.ok(fs.existsSync(file('small-q8.gguf')), 'nothing written');
+  addLora(small, { r: 4, alpha: 8, targetModules: ['q_proj'], seed: 1 });
+  await fails(saveLoraGguf(small, file('small-lora-q8.gguf'), { dtype: 'Q8_0' as 'F32' }), /dtype "Q8_0" is not one of F32, F16, BF16/);
+  small.dispose();
 });
 
 test('tied heads omit output.weight; the LoRA adapter file has llama.cpp\'s keys, names and shapes', async () => {
@@ -148,16 +213,6 @@ test('bad inputs fail with clear errors before anything is written; a failed wri
   const out = file('keep.gguf');
   await saveGguf(model, out, { tokenizer, dtype: 'BF16' });
   const before = fs.readFileSync(out);
-  const fails = async (p: Promise<unknown>, re: RegExp) => {
-    try {
-      await p;
-    } catch (err) {
-      assert.instance(err, GgufError);
-      assert.match((err as Error).message, re);
-      return;
-    }
-    assert.unreachable(`expected ${re}`);
-  };
   await fails(saveGguf(model, out, {} as never), /needs opts\.tokenizer .*llama\.cpp cannot load a model without its vocabulary/);
   await fails(saveGguf(model, out, { tokenizer: { source: file('nowhere/tokenizer.json') } }), /nowhere\/tokenizer\.json: tokenizer\.json not found/);
   await fails(saveGguf(model, out, { tokenizer, dtype: 'Q4_0' as never }), /dtype "Q4_0" is not one of F32, F16, BF16/);
@@ -295,6 +350,29 @@ test('llama.cpp: an untied peaky model (distinct tokens) and the same model with
   assert.equal(withLora.greedy, adapted.greedy);
   const dl = maxDiff(withLora.logp, adapted.logp);
   assert.ok(dl < 1e-3, `LoRA: max |log p diff| ${dl}`);
+  model.dispose();
+});
+
+test('llama.cpp loads a Q8_0 file: teacher-forced log-probs near ours, the first greedy tokens ours', async () => {
+  if (!(await llama())) return;
+  const c: Qwen3Config = { ...PEAKY, hiddenSize: 64, intermediateSize: 96, headDim: 16 };
+  // Milder than peakyModel: a spread of several nats per logit, without amplifying 8-bit rounding.
+  const model = Qwen3ForCausalLM.random(c, 4);
+  for (const [name, v] of model.namedParameters()) {
+    if (v.shape.length === 2 && name !== 'model.embed_tokens.weight') v.assign(tf.tidy(() => v.mul(name === 'lm_head.weight' ? 10 : 4)));
+  }
+  const prompt = PROMPT();
+  await saveGguf(model, file('peaky-q8.gguf'), { tokenizer, dtype: 'Q8_0' });
+  const mine = await ours(model, prompt, 8);
+  const lm = await loadGguf(file('peaky-q8.gguf'));
+  const theirs = await llamaCppRun(lm, prompt, 8, mine.seq);
+  await lm.dispose();
+  // llama.cpp also rounds the activations to 8 bits: near-ties further on may flip (measured: the
+  // third token of this run is one), so greedy ids are compared where the margins are wide.
+  assert.equal(theirs.greedy.slice(0, 2), mine.greedy.slice(0, 2));
+  const d = maxDiff(theirs.logp, mine.logp);
+  // Measured 0.05; a wrong block layout gives several nats, float32 weights 1e-5.
+  assert.ok(d < 0.15 && d > 1e-4, `max |log p diff| ${d}: 8-bit rounding, neither float noise nor a wrong layout`);
   model.dispose();
 });
 
