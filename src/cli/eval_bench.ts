@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import type { RecordFormat } from '../data/importers.js';
 import { BenchError, evaluateBench } from '../eval/bench.js';
+import type { GgufDtype } from '../model/gguf.js';
 import { initBackend } from '../ops/backend.js';
 import { ConfigError, type Field } from '../train/config.js';
 import { helpText, PACKAGE_ROOT, parseFlags, userCwd } from './args.js';
@@ -28,11 +29,12 @@ const FIELDS: Record<string, Field> = {
   engine_url: { kind: 'string', nullable: true, doc: "The openai engine's base URL, e.g. http://127.0.0.1:8000." },
   engine_model: { kind: 'string', nullable: true, doc: "The openai engine's model name, as the server serves it." },
   engine_gpu: { kind: 'enum', values: ['off', 'auto', 'cuda', 'vulkan'], doc: "The llama.cpp engine's device." },
+  engine_dtype: { kind: 'enum', values: ['F32', 'F16', 'BF16', 'Q8_0'], doc: "The llama.cpp engine's GGUF weights (F32 exact; Q8_0 fastest on CPU)." },
 };
 const DEFAULTS: Record<string, unknown> = {
   policy: 'runs/train-grpo/policy', baseline: undefined, rm: 'runs/train-rm/reward-model', max_length: null, grader: 'rm', data: 'data/test.jsonl',
   format: 'promedical', limit: null, max_new_tokens: 64, temperature: 0, top_p: null, top_k: null, judge: true, seed: 0, out: 'runs/eval-bench', backend: 'auto',
-  engine: 'tfjs', engine_url: null, engine_model: null, engine_gpu: 'off',
+  engine: 'tfjs', engine_url: null, engine_model: null, engine_gpu: 'off', engine_dtype: 'F32',
 };
 
 const ABOUT = `Answers held-out prompts with a policy (or takes given responses), judges every criterion with the
@@ -72,7 +74,7 @@ export async function evalBench(argv: string[]): Promise<void> {
       maxNewTokens: a.max_new_tokens as number, temperature: a.temperature as number, topP: (a.top_p as number | null) ?? undefined,
       topK: (a.top_k as number | null) ?? undefined, judge: a.judge as boolean, seed: a.seed as number, out: a.out as string, log: say('eval-bench'),
       engine: a.engine as 'tfjs', engineUrl: (a.engine_url as string | null) ?? undefined, engineModel: (a.engine_model as string | null) ?? undefined,
-      engineGpu: a.engine_gpu === 'off' ? false : (a.engine_gpu as 'auto'),
+      engineGpu: a.engine_gpu === 'off' ? false : (a.engine_gpu as 'auto'), engineDtype: a.engine_dtype as GgufDtype,
     });
     console.log(JSON.stringify(summary));
   } catch (err) {

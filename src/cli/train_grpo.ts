@@ -114,7 +114,7 @@ async function rolloutEngine(c: GrpoConfig, policy: Qwen3ForCausalLM, tokenizer:
   if (c.engine === 'tfjs') return createRolloutEngine('tfjs', { policy });
   log(`starting the ${c.engine} rollout engine${c.engine_url ? ` at ${c.engine_url}` : ''}`);
   if (c.engine === 'llama.cpp') {
-    return createRolloutEngine('llama.cpp', { policy, tokenizer, dir: path.join(c.out, 'engine'), gpu: c.engine_gpu === 'off' ? false : c.engine_gpu });
+    return createRolloutEngine('llama.cpp', { policy, tokenizer, dir: path.join(c.out, 'engine'), gpu: c.engine_gpu === 'off' ? false : c.engine_gpu, dtype: c.engine_dtype });
   }
   return createRolloutEngine('openai', { url: c.engine_url!, model: c.engine_model!, lora: c.lora_rank !== null ? { dir: path.join(path.resolve(c.out), 'engine-lora') } : undefined });
 }

@@ -10,6 +10,7 @@ import { jsonLines } from '../data/lines.js';
 import { loadRecords } from '../data/records.js';
 import { DataError, type RubricRecord } from '../data/schema.js';
 import { CriteriaRewardModel } from '../reward/model.js';
+import type { GgufDtype } from '../model/gguf.js';
 import { createRolloutEngine, type RolloutEngine, type RolloutEngineKind } from '../rollout/engine.js';
 import { loadPretrained } from '../train/pretrained.js';
 import type { Interval } from './bootstrap.js';
@@ -61,6 +62,8 @@ export interface SystemResponseOptions {
   engineModel?: string;
   /** The llama.cpp engine's device (default off). */
   engineGpu?: false | 'auto' | 'cuda' | 'vulkan';
+  /** The llama.cpp engine's GGUF weights (default F32). */
+  engineDtype?: GgufDtype;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -107,7 +110,7 @@ export async function systemResponses(source: string, records: RubricRecord[], o
   try {
     if (kind === 'llama.cpp') {
       ggufDir = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-bench-gguf-'));
-      engine = await createRolloutEngine('llama.cpp', { policy: model, tokenizer, dir: ggufDir, gpu: opts.engineGpu ?? false });
+      engine = await createRolloutEngine('llama.cpp', { policy: model, tokenizer, dir: ggufDir, gpu: opts.engineGpu ?? false, dtype: opts.engineDtype });
     } else if (kind === 'openai') {
       if (!opts.engineUrl || !opts.engineModel) throw new Error('the openai engine needs engineUrl and engineModel');
       engine = await createRolloutEngine('openai', { url: opts.engineUrl, model: opts.engineModel });
@@ -236,6 +239,7 @@ export interface BenchOptions {
   engineUrl?: string;
   engineModel?: string;
   engineGpu?: false | 'auto' | 'cuda' | 'vulkan';
+  engineDtype?: GgufDtype;
   /** Bootstrap and sampling seed (default 0). */
   seed?: number;
   /** Report folder: report.md, tiers.svg, specialties.svg, responses.jsonl, summary.json. */
@@ -280,7 +284,7 @@ export async function evaluateBench(opts: BenchOptions): Promise<BenchSummary> {
   const evaluated: { name: string; report: PolicyReport }[] = [];
   const generation = {
     maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, seed, log,
-    engine: opts.engine, engineUrl: opts.engineUrl, engineModel: opts.engineModel, engineGpu: opts.engineGpu,
+    engine: opts.engine, engineUrl: opts.engineUrl, engineModel: opts.engineModel, engineGpu: opts.engineGpu, engineDtype: opts.engineDtype,
   };
   let judgeMetrics: JudgeMetrics | undefined;
   try {

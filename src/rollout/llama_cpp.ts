@@ -24,7 +24,8 @@ export interface LlamaCppEngineOptions {
   dir: string;
   /** Which prebuilt llama.cpp binary (default false: the CPU one). */
   gpu?: 'auto' | 'cuda' | 'vulkan' | false;
-  /** GGUF dtype of the weights (default F32: log-probs within about 1e-4 of the trainer's). */
+  /** GGUF dtype of the weights (default F32: log-probs within about 1e-4 of the trainer's). With
+   * Q8_0 the base weights are quantized and LoRA adapters stay F32. */
   dtype?: GgufDtype;
   /** KV cache type (default F32; node-llama-cpp's own default is F16). */
   kvCache?: 'F32' | 'F16';
@@ -39,7 +40,7 @@ export interface LlamaCppEngineOptions {
   reloadEvery?: number;
 }
 
-const DTYPES: readonly GgufDtype[] = ['F32', 'F16', 'BF16'];
+const DTYPES: readonly GgufDtype[] = ['F32', 'F16', 'BF16', 'Q8_0'];
 
 /**
  * Works around a race in node-llama-cpp 3.21.1: after a decode whose outputs llama.cpp must
@@ -144,7 +145,7 @@ export async function createLlamaCppEngine(opts: LlamaCppEngineOptions): Promise
   const writeAdapter = async (policy: Qwen3ForCausalLM, stem: string): Promise<void> => {
     const file = fresh(stem);
     try {
-      await saveLoraGguf(policy, file, { dtype });
+      await saveLoraGguf(policy, file, { dtype: dtype === 'Q8_0' ? 'F32' : dtype });
     } catch (err) {
       fail(`cannot write the LoRA adapters to ${file}: ${errorMessage(err)}`, err);
     }

@@ -217,6 +217,9 @@ export interface GrpoConfig extends TrainingArgs {
   engine_model: string | null;
   /** The llama.cpp engine's device. */
   engine_gpu: 'off' | 'auto' | 'cuda' | 'vulkan';
+  /** The llama.cpp engine's GGUF weights: F32 samples the policy's own distribution; F16, BF16
+   * and Q8_0 are faster and near it. */
+  engine_dtype: 'F32' | 'F16' | 'BF16' | 'Q8_0';
   /** Sync the engine's weights to the policy every N optimizer steps (LoRA: a new adapter; full:
    * a re-export); rollouts in between are off policy by the lag (logged). */
   sync_every: number;
@@ -340,6 +343,7 @@ export const GRPO_CONFIG_FIELDS: Fields<GrpoConfig> = {
   engine_url: { kind: 'string', nullable: true, resumable: true, doc: "The openai engine's base URL, e.g. http://127.0.0.1:8000." },
   engine_model: { kind: 'string', nullable: true, resumable: true, doc: "The openai engine's model name, as the server serves it." },
   engine_gpu: { kind: 'enum', values: ['off', 'auto', 'cuda', 'vulkan'], resumable: true, doc: "The llama.cpp engine's device." },
+  engine_dtype: { kind: 'enum', values: ['F32', 'F16', 'BF16', 'Q8_0'], resumable: true, doc: "The llama.cpp engine's GGUF weights: F32 exact; F16, BF16, Q8_0 (8-bit, fastest on CPU) near the policy." },
   sync_every: { kind: 'int', min: 1, resumable: true, doc: "Sync the engine's weights every N steps (rollouts in between lag, logged)." },
   importance_sampling_correction: { kind: 'boolean', doc: "TRL's correction of an engine's rollouts by its log-probs vs the trainer's (without top-k and top-p only: filtered log-probs measure the dropped mass)." },
   importance_sampling_mode: { kind: 'enum', values: ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'], doc: 'Token or sequence ratios, truncated or masked outside the clip range.' },
@@ -467,6 +471,7 @@ export const GRPO_CONFIG_DEFAULTS: Readonly<GrpoConfig> = Object.freeze({
   engine_url: null,
   engine_model: null,
   engine_gpu: 'off',
+  engine_dtype: 'F32',
   sync_every: 1,
   importance_sampling_correction: true,
   importance_sampling_mode: 'sequence_mask',
@@ -619,6 +624,8 @@ function checkGrpoConfig(c: GrpoConfig, at: string): void {
   if (c.sync_ref_model && c.lora_rank !== null) fail('sync_ref_model needs a reference model of its own: with lora_rank the reference is the adapter-free policy');
   if (c.engine === 'openai' && !c.engine_url) fail('engine = "openai" needs engine_url: the server\'s base URL (e.g. http://127.0.0.1:8000)');
   if (c.engine === 'openai' && !c.engine_model) fail('engine = "openai" needs engine_model: the model name the server serves (e.g. Qwen/Qwen3-0.6B)');
+  if (c.engine !== 'llama.cpp' && c.engine_dtype !== 'F32') fail(`engine_dtype = "${c.engine_dtype}" applies to engine = "llama.cpp" only (engine is "${c.engine}")`);
+  if (c.engine !== 'llama.cpp' && c.engine_gpu !== 'off') fail(`engine_gpu = "${c.engine_gpu}" applies to engine = "llama.cpp" only (engine is "${c.engine}")`);
   if (c.engine_url !== null && !/^https?:\/\/[^\s/]+/.test(c.engine_url)) fail(`engine_url = ${JSON.stringify(c.engine_url)}: not an http(s) URL`);
   if (c.importance_sampling_clip_min !== null && c.importance_sampling_clip_max !== null && c.importance_sampling_clip_min > c.importance_sampling_clip_max) {
     fail(`importance_sampling_clip_min = ${c.importance_sampling_clip_min} is above importance_sampling_clip_max = ${c.importance_sampling_clip_max}`);

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { GGUF_FILE_TYPE, readGguf } from '../../src/model/gguf.js';
 import { cli, cliAsync, errorLine, ROOT, snapshot } from '../helpers/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'promedical-cli-runs-'));
@@ -98,6 +99,18 @@ test('train-rm with LoRA stores its base relative; score-rm resolves paths from 
   assert.is(cfg.loss_type, 'grpo');
   assert.is(path.resolve(tmp, 'grpo', cfg.policy), policy);
   assert.is(path.resolve(tmp, 'grpo', cfg.rm), path.join(tmp, 'rm/reward-model'));
+
+  // The llama.cpp engine gets --engine-dtype: its GGUF of the policy is Q8_0.
+  if (!fs.existsSync(path.join(ROOT, 'node_modules/node-llama-cpp'))) return console.log('  skipped the llama.cpp run: node-llama-cpp is not installed');
+  const l = cli(['train-grpo', '--policy', policy, '--rm', 'rm/reward-model', '--steps', '1', '--num-generations', '2', '--prompts-per-step', '1', '--max-new-tokens', '4', '--eval-data', '',
+    '--engine', 'llama.cpp', '--engine-dtype', 'Q8_0', '--out', 'grpo-llama'], { cwd: tmp });
+  assert.is(l.code, 0, l.stderr);
+  const ggufs = fs.readdirSync(path.join(tmp, 'grpo-llama/engine')).filter((f) => f.endsWith('.gguf'));
+  assert.is(ggufs.length, 1, `${ggufs}`);
+  const g8 = readGguf(path.join(tmp, 'grpo-llama/engine', ggufs[0]));
+  assert.is(g8.get('general.file_type'), GGUF_FILE_TYPE.Q8_0);
+  assert.is(g8.tensor('blk.0.attn_q.weight').type, 'Q8_0');
+  g8.close();
 });
 
 test.run();

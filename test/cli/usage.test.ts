@@ -61,6 +61,9 @@ test('rollout engine flags: an openai engine needs a URL, a model name and LoRA;
     [['train-grpo', '--engine', 'openai'], 'promedical train-grpo: error: engine = "openai" needs engine_url: the server\'s base URL (e.g. http://127.0.0.1:8000)'],
     [['train-grpo', '--engine', 'openai', '--engine-url', 'localhost:8000', '--engine-model', 'm'], 'promedical train-grpo: error: engine_url = "localhost:8000": not an http(s) URL'],
     [['train-grpo', '--engine', 'openai', '--engine-url', 'http://127.0.0.1:9'], 'promedical train-grpo: error: engine = "openai" needs engine_model: the model name the server serves (e.g. Qwen/Qwen3-0.6B)'],
+    [['train-grpo', '--engine-dtype', 'Q8_0'], 'promedical train-grpo: error: engine_dtype = "Q8_0" applies to engine = "llama.cpp" only (engine is "tfjs")'],
+    [['train-grpo', '--engine-gpu', 'cuda'], 'promedical train-grpo: error: engine_gpu = "cuda" applies to engine = "llama.cpp" only (engine is "tfjs")'],
+    [['train-grpo', '--engine', 'llama.cpp', '--engine-dtype', 'Q4_0'], 'promedical train-grpo: error: --engine-dtype Q4_0: not an allowed value; expected one of F32, F16, BF16, Q8_0'],
     [['train-grpo', '--engine', 'vllm'], 'promedical train-grpo: error: --engine vllm: not an allowed value; expected one of tfjs, llama.cpp, openai'],
     [['eval-bench', '--engine', 'openai', '--engine-url', 'http://127.0.0.1:9'], 'promedical eval-bench: error: --engine openai needs --engine-url and --engine-model'],
   ];
