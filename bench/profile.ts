@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount, type BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { addLora, bradleyTerryLoss, initBackend, qwen3Config, Qwen3ForCausalLM } from '../src/index.js';
+import { addLora, bradleyTerryLoss, FUSED_KERNELS, initBackend, qwen3Config, Qwen3ForCausalLM } from '../src/index.js';
 
 const CASES = ['train_tiny_t512', 'rm_tiny_b4_t256', 'train_0.6b_t512'] as const;
 type CaseKey = (typeof CASES)[number];
@@ -39,6 +39,7 @@ const KINDS: [string, string[]][] = [
   ['gathers/scatters', ['GatherV2', 'GatherNd', 'UnsortedSegmentSum', 'OneHot', 'ScatterNd', 'SparseToDense']],
   ['slices/concat/pad/tile', ['Slice', 'StridedSlice', 'Concat', 'Pack', 'Unpack', 'SplitV', 'Pad', 'PadV2', 'MirrorPad', 'Tile', 'Reverse', 'BroadcastTo']],
   ['reshape/identity', ['Reshape', 'Identity', 'ExpandDims', 'Squeeze']],
+  ['fused (ours: RMSNorm backward, RoPE)', [...FUSED_KERNELS]],
 ];
 const KIND_OF = new Map(KINDS.flatMap(([kind, names]) => names.map((n) => [n, kind] as const)));
 const HOST_READS = 'host reads';

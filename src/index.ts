@@ -13,6 +13,7 @@ export type { BackendInfo, BackendPreference, GemmPreference, InitBackendOptions
 export { loadNativeBlas, useNativeGemm, nativeGemm, NATIVE_MIN_MACS } from './ops/native_gemm.js';
 export type { NativeBlas } from './ops/native_gemm.js';
 export { registerWasmKernels, WASM_EXTRA_KERNELS } from './ops/wasm_kernels.js';
+export { FUSED_KERNELS } from './ops/fused_kernels.js';
 
 // model: Qwen3, checkpoints, generation, LoRA
 export { qwen3Config, qwen3ConfigFromHF, qwen3ConfigToHF, readQwen3Config, parameterCount, ConfigError } from './model/config.js';

@@ -15,9 +15,12 @@
 //   to the host too (0.1-0.6 s per 0.6B training step, profiled): ours splits through our Slice.
 // - Transpose takes 4-9 ns per element for weight-sized matrices (a linear layer's backward
 //   transposes its weight each step). Ours copies those in 16 x 16 tiles (1.6-2.9 ns).
+// - RoPE (both ways) and RMSNorm's backward as one kernel each (fused_kernels.ts) in place of
+//   chains of 5-12 elementwise kernels.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm'; // registers the 'wasm' backend
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { registerFusedKernels } from './fused_kernels.js';
 
 /** The kernels this module adds to the wasm backend (names as tfjs spells them). */
 export const WASM_EXTRA_KERNELS = ['UnsortedSegmentSum', 'Identity', 'Slice', 'SplitV', 'Transpose'] as const;
@@ -231,4 +234,5 @@ export function registerWasmKernels(): void {
   const transpose = tf.getKernel('Transpose', 'wasm')!;
   tf.unregisterKernel('Transpose', 'wasm');
   tf.registerKernel({ kernelName: 'Transpose', backendName: 'wasm', setupFunc: transpose.setupFunc, kernelFunc: (args) => heapTranspose(args, transpose.kernelFunc) });
+  registerFusedKernels();
 }
