@@ -72,7 +72,9 @@ test('bad input: one line naming the argument or flag, exit 2, and an existing O
   const cases: [string[], string][] = [
     [['export-gguf', 'missing', 'keep/old.gguf'], `MODEL_DIR ${path.join(tmp, 'missing')}: no such file or folder`],
     [['export-gguf', tiny], 'expected two arguments, MODEL_DIR and OUT.gguf; got 1: ' + JSON.stringify(tiny)],
-    [['export-gguf', tiny, 'keep/old.gguf', '--dtype', 'Q4_0'], '--dtype Q4_0: not an allowed value; expected one of F32, F16, BF16'],
+    [['export-gguf', tiny, 'keep/old.gguf', '--dtype', 'Q4_0'], '--dtype Q4_0: not an allowed value; expected one of F32, F16, BF16, Q8_0'],
+    // The adapter folder of the first test: LoRA files are never Q8_0 (lora_b's rows are r long).
+    [['export-gguf', 'orphan', 'keep/old.gguf', '--dtype', 'Q8_0'], '--dtype Q8_0 applies to a model export; write LoRA adapters as F32, F16 or BF16'],
     [['export-gguf', tiny, 'keep/old.gguf', '--lora'], `MODEL_DIR ${tiny}: no LoRA adapter there (no adapter_config.json in it or in its adapter/ folder)`],
     [['export-gguf', 'keep/not-a-model', 'keep/old.gguf'], `MODEL_DIR ${path.join(dir, 'not-a-model')}: no Qwen3 model there (no config.json)`],
     [['export-gguf', tiny, 'keep'], `OUT.gguf ${dir}: is a folder; give the path of the .gguf file to write`],
@@ -89,7 +91,7 @@ test('--help names the positional arguments and every flag', () => {
   const r = cli(['export-gguf', '--help'], { cwd: tmp });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^Usage: promedical export-gguf MODEL_DIR OUT\.gguf \[flags\]/);
-  for (const flag of ['--dtype F32|F16|BF16', '--lora', '--base PATH', '--tokenizer PATH', '--backend']) assert.ok(r.stdout.includes(flag), flag);
+  for (const flag of ['--dtype F32|F16|BF16|Q8_0', '--lora', '--base PATH', '--tokenizer PATH', '--backend']) assert.ok(r.stdout.includes(flag), flag);
 });
 
 test.run();
