@@ -1,7 +1,7 @@
 // One GRPO step of bench/run.ts, ours: trainGrpo on a random policy with fixed-length rollouts
 // (no stop tokens: every completion has exactly `newTokens` tokens, as PyTorch's side in
 // bench/model_pytorch.py --modes grpo), from the tfjs engine or llama.cpp (createLlamaCppEngine,
-// F32 GGUF). beta 0 (no reference pass), dapo, micro-batches of 4, G 8. The seconds per step are
+// F32, BF16 or Q8_0 GGUF). beta 0 (no reference pass), dapo, micro-batches of 4, G 8. The seconds per step are
 // read from the run's metrics rows: time/rollout_s, time/logprobs_s (old log-probs: engine
 // rollouts with the importance-sampling correction only), time/sync_s (the engine's weight sync),
 // and `seconds` (loss + backward + optimizer step).
@@ -31,6 +31,8 @@ export interface GrpoStepOptions {
    * sampled token's log-prob (a vocabulary sort per token in node-llama-cpp) and the trainer
    * computes its own old log-probs. No effect on tfjs rollouts (they are the trainer's own). */
   importanceSampling: boolean;
+  /** llama.cpp's GGUF weights. */
+  dtype: 'F32' | 'BF16' | 'Q8_0';
 }
 
 /** Prompts of 32 tokens each after the chat template (the longest one's length is returned). */
@@ -50,7 +52,7 @@ export async function grpoStepCase(policy: Qwen3ForCausalLM, tokenizer: ChatToke
   let engine: RolloutEngine | undefined;
   try {
     if (o.engine === 'llama.cpp') {
-      engine = await createLlamaCppEngine({ policy, tokenizer, dir: path.join(tmp, 'engine'), threads: o.llamaThreads, dtype: 'F32' });
+      engine = await createLlamaCppEngine({ policy, tokenizer, dir: path.join(tmp, 'engine'), threads: o.llamaThreads, dtype: o.dtype });
     }
     // Any reward with spread inside a group: its value does not change the step's cost.
     const parity = { name: 'parity', score: async (_p: GrpoPrompt[], _t: string[], ids: number[][]) => ids.map((x) => x.reduce((a, v) => a + (v % 2), 0)) };

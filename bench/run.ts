@@ -30,7 +30,7 @@ type Mode = 'forward' | 'train' | 'generate' | 'rm' | 'load' | 'grpo';
 /** checkpointing: gradient checkpointing (layers recomputed in backprop) on both sides.
  * temperature: generate samples at it (0 / undefined: greedy). engine: grpo's rollout engine
  * (batch: prompts per step, seq: new tokens per completion). */
-interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number; checkpointing?: boolean; temperature?: number; engine?: 'tfjs' | 'llama.cpp'; importanceSampling?: boolean }
+interface Case { config: Qwen3Preset; seq: number; mode: Mode; loraRank: number; batch: number; checkpointing?: boolean; temperature?: number; engine?: 'tfjs' | 'llama.cpp'; importanceSampling?: boolean; ggufDtype?: 'F32' | 'BF16' | 'Q8_0' }
 /** grpo: seconds per step (median) and its split; promptTokens: the longest prompt (PyTorch's prompt length). */
 interface Result extends Case { tokensPerS?: number; seconds?: number; peakRssMb: number; wasmHeapMb?: number; error?: string; split?: GrpoSplit; promptTokens?: number }
 
@@ -42,7 +42,8 @@ Qwen3 speed and memory, ours beside PyTorch (bench/model_pytorch.py) on the same
   --tiny      every tiny case, no 0.6B
   --only KEYS just these cases (JSON keys, e.g. train_tiny_t512,train_0.6b_t512,generate_tiny_b8_t1,
               grpo_step_tiny,grpo_step_tiny_llamacpp,grpo_step_tiny_llamacpp_is,grpo_step_0.6b,
-              grpo_step_0.6b_llamacpp)
+              grpo_step_0.6b_llamacpp,grpo_step_0.6b_llamacpp_bf16,
+              grpo_step_0.6b_llamacpp_q8_0)
   --no-torch  ours only
 The full run takes about 30 minutes (the 0.6B GRPO step alone 10 or more). Prints a table on stderr and one JSON line on stdout; results
 in bench/RESULTS.md.`);
@@ -66,12 +67,12 @@ const PROMPT = 32; // generate: prompt tokens per row (as bench/model_pytorch.py
 
 /** Ratio keys: train_tiny_t512, forward_tiny_t512, generate_tiny_b8, generate_tiny_b8_t1 (sampled),
  * rm_tiny_b4_t256, train_0.6b_t512 (LoRA r8), grpo_step_tiny, grpo_step_tiny_llamacpp(_is),
- * grpo_step_0.6b, grpo_step_0.6b_llamacpp... */
+ * grpo_step_0.6b, grpo_step_0.6b_llamacpp(_bf16, _q8_0)... */
 const key = (c: Case) => {
   const cfg = c.config.toLowerCase();
   if (c.mode === 'load') return `load_${cfg}_bf16`;
   if (c.mode === 'generate') return `generate_${cfg}_b${c.batch}${c.temperature ? `_t${c.temperature}` : ''}`;
-  if (c.mode === 'grpo') return `grpo_step_${cfg}${c.engine === 'llama.cpp' ? '_llamacpp' : ''}${c.importanceSampling ? '_is' : ''}`;
+  if (c.mode === 'grpo') return `grpo_step_${cfg}${c.engine === 'llama.cpp' ? '_llamacpp' : ''}${c.ggufDtype && c.ggufDtype !== 'F32' ? `_${c.ggufDtype.toLowerCase()}` : ''}${c.importanceSampling ? '_is' : ''}`;
   if (c.mode === 'rm') return `rm_${cfg}_b${c.batch}_t${c.seq}`;
   return `${c.mode}_${cfg}_t${c.seq}`;
 };
@@ -84,7 +85,9 @@ const sampled = (c: Case): Case => ({ ...c, temperature: 1 });
 // llama.cpp's rollouts run without TRL's importance-sampling correction (an F32 GGUF samples the
 // trainer's own distribution: log-probs within 1e-4), except in the `_is` case, which measures
 // what the correction costs: node-llama-cpp sorts the vocabulary for each sampled token's log-prob.
-const grpo = (c: Case, engine: 'tfjs' | 'llama.cpp', importanceSampling = false): Case => ({ ...c, engine, importanceSampling });
+// `_bf16` / `_q8_0`: llama.cpp on a BF16 or Q8_0 GGUF of the base weights (2 or about 1 byte per
+// weight; the sampler's distribution is then near the trainer's, not equal).
+const grpo = (c: Case, engine: 'tfjs' | 'llama.cpp', importanceSampling = false, ggufDtype: 'F32' | 'BF16' | 'Q8_0' = 'F32'): Case => ({ ...c, engine, importanceSampling, ggufDtype });
 const CASES: Case[] = [
   ...[128, 512, 2048].flatMap((seq) => [tiny('forward', seq), tiny('train', seq)]),
   tiny('generate', 64, 1),
@@ -104,6 +107,8 @@ const CASES: Case[] = [
   sampled(big('generate', 16, 0, 8)),
   grpo(big('grpo', 64, 8, 2), 'tfjs'),
   grpo(big('grpo', 64, 8, 2), 'llama.cpp'),
+  grpo(big('grpo', 64, 8, 2), 'llama.cpp', false, 'BF16'),
+  grpo(big('grpo', 64, 8, 2), 'llama.cpp', false, 'Q8_0'),
 ].filter((c) => (!quick || (c.config === 'tiny' && c.seq <= 512)) && (!args.includes('--tiny') || c.config === 'tiny') && (!only || only.includes(key(c))));
 
 /** The library's causal-LM training loss: every token after the first, through the fused LM head. */
@@ -160,7 +165,7 @@ async function runCase(c: Case): Promise<Result> {
     const llamaThreads = typeof threads === 'number' ? threads : os.availableParallelism();
     const r = await grpoStepCase(model, loadTokenizer(), {
       engine: c.engine ?? 'tfjs', prompts: c.batch, newTokens: c.seq, warmup: grpoWarmup(c), steps: repeatsOf(c), checkpointing: c.checkpointing ?? false, llamaThreads,
-      importanceSampling: c.importanceSampling ?? false,
+      importanceSampling: c.importanceSampling ?? false, dtype: c.ggufDtype ?? 'F32',
     });
     model.dispose();
     return { ...c, ...r, peakRssMb: rssMb(), wasmHeapMb: wasmHeapMb() };
@@ -247,13 +252,17 @@ const torchRowOf = (rows: TorchRow[], r: Result) => rows.find((x) => x.config ==
 function pytorch(cases: Result[]): { rows: TorchRow[]; meta: Record<string, unknown> } {
   const rows: TorchRow[] = [];
   let meta: Record<string, unknown> = {};
+  const ran = new Set<string>(); // cases that differ only in our engine share one PyTorch run
   for (const c of cases.filter((x) => x.mode !== 'load')) {
+    const argv = [
+      'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode, '--batch', String(c.batch),
+      '--lora-rank', String(c.loraRank), '--repeats', String(repeatsOf(c)), '--threads', '2', '--skip-check', ...(c.checkpointing ? ['--gradient-checkpointing'] : []),
+      ...torchArgs(c),
+    ];
+    if (ran.has(argv.join(' '))) continue;
+    ran.add(argv.join(' '));
     try {
-      const out = execFileSync('/usr/bin/python3', [
-        'bench/model_pytorch.py', '--config', c.config, '--seq', String(c.seq), '--modes', c.mode, '--batch', String(c.batch),
-        '--lora-rank', String(c.loraRank), '--repeats', String(repeatsOf(c)), '--threads', '2', '--skip-check', ...(c.checkpointing ? ['--gradient-checkpointing'] : []),
-        ...torchArgs(c),
-      ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
+      const out = execFileSync('/usr/bin/python3', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
       const json = JSON.parse(out.trim().split('\n').at(-1)!);
       meta = { torch: json.torch, threads: json.threads, blas: json.blas, sgemm_gflops: json.sgemm_gflops };
       rows.push(...json.results);
