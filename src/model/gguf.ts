@@ -418,24 +418,25 @@ function encode(values: Float32Array, type: GgufDtype, name: string): Uint8Array
  */
 export function quantizeQ8_0(values: Float32Array, name = 'tensor'): Uint8Array {
   const blocks = values.length / Q8_0_BLOCK;
+  const amax = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    for (let i = b * Q8_0_BLOCK; i < (b + 1) * Q8_0_BLOCK; i++) {
+      if (!Number.isFinite(values[i])) throw new GgufError(`tensor ${name} holds ${values[i]} at element ${i}; Q8_0 cannot hold it`);
+      amax[b] = Math.max(amax[b], Math.abs(values[i]));
+    }
+  }
+  const scaleBits = float32ToF16Bits(amax.map((a) => a / 127));
   const out = new Uint8Array(blocks * Q8_0_BYTES);
   const view = new DataView(out.buffer);
-  const scale = new Float32Array(1);
   for (let b = 0; b < blocks; b++) {
-    const at = b * Q8_0_BLOCK;
-    let amax = 0;
-    for (let i = 0; i < Q8_0_BLOCK; i++) {
-      const v = values[at + i];
-      if (!Number.isFinite(v)) throw new GgufError(`tensor ${name} holds ${v} at element ${at + i}; Q8_0 cannot hold it`);
-      amax = Math.max(amax, Math.abs(v));
-    }
-    scale[0] = amax / 127;
-    const dBits = float32ToF16Bits(scale)[0];
-    if ((dBits & 0x7c00) === 0x7c00) throw new GgufError(`tensor ${name} holds ${amax}: its Q8_0 scale is beyond F16's range; write F32 or BF16`);
+    if ((scaleBits[b] & 0x7c00) === 0x7c00) throw new GgufError(`tensor ${name} holds ${amax[b]}: its Q8_0 scale is beyond F16's range; write F32 or BF16`);
     const o = b * Q8_0_BYTES;
-    view.setUint16(o, dBits, true);
-    const inv = amax > 0 ? 127 / amax : 0;
-    for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(o + 2 + i, Math.sign(values[at + i]) * Math.round(Math.abs(values[at + i]) * inv));
+    view.setUint16(o, scaleBits[b], true);
+    const inv = amax[b] > 0 ? 127 / amax[b] : 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) {
+      const v = values[b * Q8_0_BLOCK + i];
+      view.setInt8(o + 2 + i, Math.sign(v) * Math.round(Math.abs(v) * inv));
+    }
   }
   return out;
 }

@@ -4,11 +4,11 @@
 // where they replace many kernels on rows short enough that per-kernel costs dominate; measured
 // (bench/fused_ops.ts, one op forward + backward, and the same alone):
 // - RMSNorm's backward: faster than the tfjs ops for rows of up to a few hundred values ([2048, 64]
-//   0.9 against 1.4 ms, the 0.6B q/k norms [8192, 128] 7.5 against 11.3), even at [512, 1024], slower
-//   at 3072; layers.ts uses it for D <= 256. Its forward (one reduction and two products) was 2-4x
+//   0.9 against 1.4 ms, the 0.6B q/k norms [8192, 128] 7.5 against 11.3), about even at [512, 1024]
+//   (3.8 against 3.6), slower at 3072; layers.ts uses it for D <= 256. Its forward (one reduction and two products) was 2-4x
 //   slower in JavaScript than as tfjs ops at every size, so it has no kernel.
-// - RoPE: 3-6x faster than split / neg / concat / 2 mul / add at the tiny and RM shapes, even at
-//   0.6B's [1, 16, 512, 128].
+// - RoPE: 3-6x faster than split / neg / concat / 2 mul / add at the tiny and RM shapes, about even
+//   at 0.6B's [1, 16, 512, 128].
 //
 // SwiGLU has none: a JavaScript loop runs at 3-7 ns per element, XNNPACK's elementwise kernels at
 // 0.3-1.1, so its 3 forward and 7 backward kernels beat one JavaScript pass (measured at
